@@ -1,0 +1,60 @@
+// lowbit/status.h — status codes and the lowbit::Error exception every public C++ entry throws.
+#ifndef LOWBIT_STATUS_H_
+#define LOWBIT_STATUS_H_
+
+#include <stdexcept>
+#include <string>
+
+namespace lowbit {
+
+// Frozen numbering: these values are part of the C ABI (lowbit_status in lowbit_c.h, checked by a
+// static_assert in capi/). Append only.
+enum class Status : int {
+  kOk = 0,
+  kInvalidArgument = 1,    // a caller-supplied value is out of range or inconsistent
+  kInvalidState = 2,       // the object is not in a state that allows the call
+  kUnsupportedFormat = 3,  // the format (or format/dtype pair) is not supported here
+  kUnsupportedBackend = 4, // the backend was not built or is unknown
+  kUnsupportedHardware = 5,// the backend exists but this machine lacks what it needs
+  kOutOfMemory = 6,
+  kIoError = 7,            // the OS refused a file operation
+  kCorruptData = 8,        // a file or serialized state is malformed or hostile
+  kBackendError = 9,       // a device runtime reported an error
+  kInternal = 10,          // a lowbit bug: an internal invariant broke
+};
+
+// Stable lowercase name of a status ("invalid_argument"); "unknown" for out-of-range values.
+const char* StatusName(Status status) noexcept;
+
+// The exception thrown by every public C++ entry for anything a caller can cause. what() is
+// "<status name>: <message>"; message() is the message alone, naming the offending value.
+class Error : public std::runtime_error {
+ public:
+  Error(Status status, const std::string& message);
+  Status status() const noexcept { return status_; }
+  const std::string& message() const noexcept { return message_; }
+
+ private:
+  Status status_;
+  std::string message_;
+};
+
+// Throws Error(status, message) when `condition` is false. Use for caller-caused failures only.
+inline void Require(bool condition, Status status, const std::string& message) {
+  if (!condition) throw Error(status, message);
+}
+
+// Called when an internal invariant breaks (a lowbit bug, never bad input). The default handler
+// prints the message and aborts; hosts may install their own (it must not return).
+using FatalHandler = void (*)(const char* file, int line, const char* message);
+FatalHandler SetFatalHandler(FatalHandler handler) noexcept;
+[[noreturn]] void Fatal(const char* file, int line, const char* message) noexcept;
+
+}  // namespace lowbit
+
+#define LOWBIT_DCHECK_INVARIANT(cond) \
+  do {                                \
+    if (!(cond)) ::lowbit::Fatal(__FILE__, __LINE__, "invariant failed: " #cond); \
+  } while (0)
+
+#endif  // LOWBIT_STATUS_H_
