@@ -6,6 +6,7 @@
 #define LOWBIT_QUANTIZE_H_
 
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -26,7 +27,7 @@ struct QuantizeOptions {
   Granularity granularity = Granularity::kDefault;
   // Double quant only: use this offset instead of the mean of the absmax (bit-exact comparison
   // with a reference whose mean was reduced in another order). NaN = compute the mean.
-  float nested_offset = __builtin_nanf("");
+  float nested_offset = std::numeric_limits<float>::quiet_NaN();
 };
 
 // Quantizes `x` (f32, f16 or bf16; any shape with positive dims) to `format`. The result owns
