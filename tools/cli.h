@@ -1,0 +1,92 @@
+// tools/cli.h — shared pieces of the `lowbit` command-line tool: subcommand registration, exit
+// codes, table printing, weight loading, progress reporting.
+#ifndef LOWBIT_TOOLS_CLI_H_
+#define LOWBIT_TOOLS_CLI_H_
+
+#include <cstdint>
+#include <cstdio>
+#include <functional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "lowbit/dtype.h"
+#include "lowbit/quantize.h"
+
+namespace CLI {
+class App;
+}
+
+namespace lowbit::cli {
+
+// Process exit codes of every subcommand (docs/cli.md).
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitRuntimeError = 1;  // a file could not be read/written, corrupt data, ...
+inline constexpr int kExitUsageError = 2;    // bad command line (unknown option, bad value)
+
+// A subcommand: its CLI11 node and what runs when it was selected. `run` returns an exit code or
+// throws (lowbit::Error → 1 or 2 by status, UsageError → 2, other exceptions → 1).
+struct Subcommand {
+  CLI::App* app = nullptr;
+  std::function<int()> run;
+};
+
+// Thrown by a subcommand for a bad combination of otherwise well-formed arguments (exit code 2).
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+Subcommand AddReportCommand(CLI::App& app);
+Subcommand AddQuantizeCommand(CLI::App& app);
+Subcommand AddDequantizeCommand(CLI::App& app);
+Subcommand AddInspectCommand(CLI::App& app);
+Subcommand AddErrorCommand(CLI::App& app);
+Subcommand AddBenchCommand(CLI::App& app);
+
+// Parses a format spec "nf4", "int4", "fp8_e4m3", ... (FormatFromName) and throws UsageError
+// listing the valid names when unknown.
+Format ParseFormat(const std::string& name);
+// Comma-separated list of every format name, for help texts and messages.
+std::string FormatNameList();
+
+// A left/right aligned text table written to a FILE.
+class Table {
+ public:
+  explicit Table(std::vector<std::string> headers);
+  // `right_aligned` per column; default: first column left, the others right.
+  void SetAlignment(std::vector<bool> right_aligned);
+  void AddRow(std::vector<std::string> cells);
+  void Print(std::FILE* out) const;
+
+ private:
+  std::vector<std::string> headers_;
+  std::vector<bool> right_;
+  std::vector<std::vector<std::string>> rows_;
+};
+
+// printf into a std::string.
+std::string Fmt(const char* format, ...) __attribute__((format(printf, 1, 2)));
+// "1.23 MiB", "512 B".
+std::string HumanBytes(int64_t bytes);
+
+// Progress of a multi-item job: a redrawn bar on stderr when it is a terminal, one plain line
+// per item on stdout otherwise (logs, pipes, tests). Not thread-safe.
+class Progress {
+ public:
+  Progress(int64_t total_items, bool quiet);
+  ~Progress();
+  // Reports that item `name` finished; `detail` is appended to the plain line.
+  void Step(const std::string& name, const std::string& detail);
+  void Finish();
+
+ private:
+  int64_t total_;
+  int64_t done_ = 0;
+  bool quiet_;
+  bool tty_;
+  bool finished_ = false;
+};
+
+}  // namespace lowbit::cli
+
+#endif  // LOWBIT_TOOLS_CLI_H_
