@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <string>
 
+#include "kernels/cpu/quantize_4bit.h"
 #include "reference/reference.h"
 
 namespace lowbit {
@@ -83,7 +84,12 @@ QuantizedTensor Quantize(Format format, const ConstTensorView& x, const Quantize
                       std::to_string(i) + " (quantized formats need finite weights)");
     }
   }
-  info.reference_quantize(xf, options, out);
+  if (format == Format::kNF4 || format == Format::kFP4) {
+    // SIMD codes, bit-exact with the reference (tests/quantize_kernels_test.cc checks it).
+    ref::QuantizeCodebook4With(&cpu::Quantize4bitBlockwise, xf, options, out);
+  } else {
+    info.reference_quantize(xf, options, out);
+  }
   return out;
 }
 

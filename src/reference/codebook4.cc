@@ -55,13 +55,13 @@ void Dequantize4bitBlockwise(const float* codebook16, const uint8_t* packed, int
   for (int64_t i = 0; i < n; ++i) out[i] = codebook16[Nibble(packed, i)] * absmax[i / block];
 }
 
-namespace {
-void Quantize4bitCodebook(Format format, const float* x, const QuantizeOptions& o,
-                          QuantizedTensor& out) {
+void QuantizeCodebook4With(Blockwise4Fn blockwise, const float* x, const QuantizeOptions& o,
+                           QuantizedTensor& out) {
   QuantState& s = out.state;
+  const Format format = s.format;
   const int64_t n = s.num_elements();
   std::vector<float> absmax(static_cast<size_t>(s.num_scales()));
-  Quantize4bitBlockwise(format, x, n, s.block_size, out.data.data(), absmax.data());
+  blockwise(format, x, n, s.block_size, out.data.data(), absmax.data());
   const float* book = (format == Format::kNF4) ? kNF4Codebook : kFP4Codebook;
   s.codebook.assign(book, book + 16);
   if (o.double_quant) {
@@ -72,13 +72,12 @@ void Quantize4bitCodebook(Format format, const float* x, const QuantizeOptions& 
     s.scales = std::move(absmax);
   }
 }
-}  // namespace
 
 void QuantizeNF4(const float* x, const QuantizeOptions& o, QuantizedTensor& out) {
-  Quantize4bitCodebook(Format::kNF4, x, o, out);
+  QuantizeCodebook4With(&Quantize4bitBlockwise, x, o, out);
 }
 void QuantizeFP4(const float* x, const QuantizeOptions& o, QuantizedTensor& out) {
-  Quantize4bitCodebook(Format::kFP4, x, o, out);
+  QuantizeCodebook4With(&Quantize4bitBlockwise, x, o, out);
 }
 
 void Dequantize4bitCodebook(const QuantizedTensor& q, float* out) {

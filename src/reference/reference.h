@@ -45,6 +45,13 @@ NestedState CompressStatistics(const float* values, int64_t n, int64_t block, fl
 // values[i] = f32(f32(code[q[i]] * absmax[i / block]) + offset).
 void DecompressStatistics(const NestedState& nested, int64_t n, float* values);
 
+// Fills a nf4/fp4 QuantizedTensor (payload, absmax or nested state, codebook) using `blockwise`
+// for the codes: the reference above or a SIMD kernel with the same contract.
+using Blockwise4Fn = void (*)(Format format, const float* x, int64_t n, int64_t block,
+                              uint8_t* packed, float* absmax);
+void QuantizeCodebook4With(Blockwise4Fn blockwise, const float* x, const QuantizeOptions& o,
+                           QuantizedTensor& out);
+
 // ---- per-format QuantizeFn / DequantizeFn for the format table --------------------------------
 // `out.state` arrives with format, shape, dtype, granularity and block_size resolved and
 // `out.data` sized; these fill data, scales, zero points, codebook and nested state.
