@@ -1,0 +1,417 @@
+// bench/lowbit_bench.cc — Google Benchmark binary: the DRAM read roofline, GEMV/GEMM per weight
+// format against Eigen's float32 kernels, and quantize/dequantize throughput.
+//
+// Every benchmark is registered programmatically so that names follow fixed patterns that
+// scripts parse (bench/summarize.py, docs/performance.md):
+//   BM_MemRead/<MiB>/threads:<t>
+//   BM_Gemv/<format>/<act>/<NxK|stream>/threads:<t>
+//   BM_Gemm/<format>/<act>/M<m>/<N>x<K>/threads:<t>
+//   BM_Quantize/<format>, BM_Dequantize/<format>
+// Google Benchmark appends "/real_time" (all use wall time: the work runs on a pool) and, with
+// --benchmark_repetitions, the aggregate suffixes "_mean", "_median", "_stddev", "_cv".
+// Quantized formats go through lowbit's public API only (Quantize, Pack, Gemv, Gemm,
+// Dequantize); f32_eigen calls Eigen directly (bench/eigen_baseline.cc), split over the same
+// lowbit::Context for threads > 1.
+#include <benchmark/benchmark.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "bench/eigen_baseline.h"
+#include "bench/mem_read.h"
+#include "hwy/aligned_allocator.h"
+#include "hwy/targets.h"
+#include "lowbit/context.h"
+#include "lowbit/ops.h"
+#include "lowbit/quantize.h"
+
+namespace lowbit {
+namespace bench {
+namespace {
+
+constexpr int64_t kMiB = int64_t{1} << 20;
+// BM_MemRead buffer: 1 GiB, far beyond any last-level cache, so every byte comes from DRAM.
+constexpr int64_t kMemReadMiB = 1024;
+// BM_MemRead splits the buffer into this many tasks (16 MiB each); a thread reads a contiguous
+// run of tasks as kMemReadStreams concurrent streams.
+constexpr int64_t kMemReadTasks = 64;
+// The `stream` GEMV set holds at least this many bytes of weights, and at least
+// kStreamL3Multiple times the L3, so that each GEMV reads its matrix from DRAM.
+constexpr int64_t kStreamFloorBytes = 512 * kMiB;
+constexpr int64_t kStreamL3Multiple = 4;
+// Rows of W per task when f32_eigen splits a GEMV/GEMM over the Context.
+constexpr int64_t kEigenRowsPerTask = 64;
+constexpr int kThreadCounts[] = {1, 2};
+constexpr int64_t kGemmBatches[] = {8, 32, 128};
+// Quantize/Dequantize benchmarks use one 4096 x 4096 float32 matrix (64 MiB).
+constexpr int64_t kCodecRows = 4096, kCodecCols = 4096;
+
+struct FormatCase {
+  const char* name;  // as printed in the benchmark name
+  bool eigen;        // the f32 Eigen baseline instead of a lowbit format
+  Format format;
+  bool bf16_act;     // also benchmark bf16 activations (the 4-bit formats)
+};
+const FormatCase kFormats[] = {
+    {"f32_eigen", true, Format::kF32, false}, {"nf4", false, Format::kNF4, true},
+    {"fp4", false, Format::kFP4, true},       {"int4", false, Format::kInt4, true},
+    {"int8", false, Format::kInt8, false},    {"fp8_e4m3", false, Format::kFP8E4M3, false},
+};
+
+struct MatrixShape {
+  int64_t n, k;
+  const char* label;
+  bool stream;  // rotate over a DRAM-sized set of matrices
+};
+const MatrixShape kGemvShapes[] = {
+    {4096, 4096, "4096x4096", false},
+    {11008, 4096, "11008x4096", false},
+    {4096, 11008, "4096x11008", false},
+    {4096, 4096, "stream", true},
+};
+const MatrixShape kGemmShape = {4096, 4096, "4096x4096", false};
+
+// L3 cache size in bytes as the kernel's cache topology reports it for cpu0 (what lscpu
+// prints; on chiplet CPUs the slice one core can use, not the sum over the package), then
+// sysconf, then 32 MiB (this dev machine's L3) when neither reports it.
+int64_t L3Bytes() {
+  std::ifstream in("/sys/devices/system/cpu/cpu0/cache/index3/size");
+  int64_t value = 0;
+  char unit = 0;
+  if (in >> value) {
+    if (in >> unit) {
+      if (unit == 'K') value *= 1024;
+      if (unit == 'M') value *= kMiB;
+    }
+    if (value > 0) return value;
+  }
+#ifdef _SC_LEVEL3_CACHE_SIZE
+  const long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
+  if (l3 > 0) return l3;
+#endif
+  return 32 * kMiB;
+}
+
+int64_t StreamSetBytes() { return std::max(kStreamFloorBytes, kStreamL3Multiple * L3Bytes()); }
+
+Context& ContextFor(int threads) {
+  static std::map<int, std::unique_ptr<Context>> contexts;
+  auto& ctx = contexts[threads];
+  if (!ctx) ctx = std::make_unique<Context>(threads);
+  return *ctx;
+}
+
+EigenMatmulFn EigenMatmul() {
+  static const EigenMatmulFn fn = [] {
+    const char* isa = nullptr;
+    return BestEigenMatmul(&isa);
+  }();
+  return fn;
+}
+const char* EigenIsa() {
+  const char* isa = nullptr;
+  BestEigenMatmul(&isa);
+  return isa;
+}
+
+// Deterministic, roughly Gaussian values (sum of four uniforms, unit variance) so that the
+// 4-bit codebooks see realistic weight distributions. Cached by size.
+const std::vector<float>& RandomValues(int64_t count) {
+  static std::map<int64_t, std::vector<float>> cache;
+  std::vector<float>& v = cache[count];
+  if (!v.empty()) return v;
+  v.resize(static_cast<size_t>(count));
+  uint64_t state = 0x9E3779B97F4A7C15ull ^ static_cast<uint64_t>(count);
+  const auto uniform = [&state] {  // xorshift64*, top 24 bits -> [0, 1)
+    state ^= state >> 12;
+    state ^= state << 25;
+    state ^= state >> 27;
+    return static_cast<float>((state * 0x2545F4914F6CDD1Dull) >> 40) * (1.0f / 16777216.0f);
+  };
+  for (float& x : v) x = (uniform() + uniform() + uniform() + uniform() - 2.0f) * 1.7320508f;
+  return v;
+}
+
+// The weights one benchmark family uses: one matrix, or for `stream` enough copies to exceed
+// StreamSetBytes(). Only one set is alive at a time (memory stays bounded); benchmarks are
+// registered so that consecutive ones share a set.
+struct WeightSet {
+  std::string key;
+  std::vector<hwy::AlignedFreeUniquePtr<float[]>> dense;  // f32_eigen: [N, K] float32
+  std::vector<PackedWeight> packed;                        // lowbit formats
+  int64_t bytes_per_matrix = 0;  // weight + scale bytes in the benchmarked format
+  size_t count() const { return dense.empty() ? packed.size() : dense.size(); }
+};
+
+WeightSet& GetWeights(const FormatCase& f, const MatrixShape& s) {
+  static WeightSet set;
+  const std::string key = std::string(f.name) + "/" + s.label;
+  if (set.key == key) return set;
+  set = WeightSet();  // free the previous set before building the next
+  const int64_t elements = s.n * s.k;
+  const std::vector<float>& source = RandomValues(elements);
+  QuantizedTensor q;
+  if (f.eigen) {
+    set.bytes_per_matrix = elements * static_cast<int64_t>(sizeof(float));
+  } else {
+    q = Quantize(f.format, ConstTensorView{source.data(), DType::kF32, {s.n, s.k}});
+    set.bytes_per_matrix = GetQuantInfo(q).total_bytes;
+  }
+  const int64_t count =
+      s.stream ? (StreamSetBytes() + set.bytes_per_matrix - 1) / set.bytes_per_matrix : 1;
+  for (int64_t c = 0; c < count; ++c) {
+    if (f.eigen) {
+      set.dense.push_back(hwy::AllocateAligned<float>(static_cast<size_t>(elements)));
+      std::memcpy(set.dense.back().get(), source.data(), source.size() * sizeof(float));
+    } else {
+      set.packed.push_back(Pack(q));  // each copy is its own allocation
+    }
+  }
+  set.key = key;
+  return set;
+}
+
+// Activations in the benchmarked dtype.
+struct Activations {
+  std::vector<float> f32;
+  std::vector<BF16> bf16;
+  ConstTensorView view;
+};
+Activations MakeActivations(DType act, int64_t m, int64_t k) {
+  Activations a;
+  const std::vector<float>& values = RandomValues(m * k);
+  a.f32.assign(values.begin(), values.end());
+  Shape shape = m == 1 ? Shape{k} : Shape{m, k};
+  if (act == DType::kBF16) {
+    a.bf16.resize(a.f32.size());
+    for (size_t i = 0; i < a.f32.size(); ++i) a.bf16[i] = F32ToBF16(a.f32[i]);
+    a.view = ConstTensorView{a.bf16.data(), DType::kBF16, shape};
+  } else {
+    a.view = ConstTensorView{a.f32.data(), DType::kF32, shape};
+  }
+  return a;
+}
+
+// y = x · Wᵀ with Eigen, W's rows split over ctx in blocks of kEigenRowsPerTask.
+void EigenMatmulOnContext(const float* w, const float* x, float* y, int64_t m, int64_t n,
+                          int64_t k, Context& ctx) {
+  const EigenMatmulFn fn = EigenMatmul();
+  if (ctx.num_threads() == 1) {
+    fn(w, x, y, m, n, k, 0, n);
+    return;
+  }
+  const int64_t tasks = (n + kEigenRowsPerTask - 1) / kEigenRowsPerTask;
+  ctx.ParallelFor(tasks, [&](int64_t begin, int64_t end) {
+    fn(w, x, y, m, n, k, begin * kEigenRowsPerTask, std::min(n, end * kEigenRowsPerTask));
+  });
+}
+
+// Runs one matmul (M = 1: Gemv) on matrix `index` of the set.
+void RunMatmul(const FormatCase& f, WeightSet& set, size_t index, const Activations& x,
+               std::vector<float>& y, int64_t m, int64_t n, int64_t k, Context& ctx) {
+  if (f.eigen) {
+    EigenMatmulOnContext(set.dense[index].get(), x.f32.data(), y.data(), m, n, k, ctx);
+    return;
+  }
+  const TensorView yv{y.data(), DType::kF32, m == 1 ? Shape{n} : Shape{m, n}};
+  if (m == 1) {
+    Gemv(set.packed[index], x.view, yv, nullptr, &ctx);
+  } else {
+    Gemm(set.packed[index], x.view, yv, nullptr, &ctx);
+  }
+}
+
+void BM_MemRead(benchmark::State& state, int threads) {
+  static hwy::AlignedFreeUniquePtr<uint8_t[]> buffer;
+  const int64_t bytes = kMemReadMiB * kMiB;
+  if (!buffer) {
+    buffer = hwy::AllocateAligned<uint8_t>(static_cast<size_t>(bytes));
+    for (int64_t i = 0; i < bytes; ++i) buffer[i] = static_cast<uint8_t>(i * 131);
+  }
+  const int64_t task_bytes = bytes / kMemReadTasks;
+  static_assert((kMemReadMiB * kMiB / kMemReadTasks) % kMemReadGranule == 0, "task granule");
+  Context& ctx = ContextFor(threads);
+  for (auto _ : state) {
+    std::atomic<uint64_t> checksum{0};
+    ctx.ParallelFor(kMemReadTasks, [&](int64_t begin, int64_t end) {
+      checksum += ReadStreams(buffer.get() + begin * task_bytes,
+                              static_cast<size_t>((end - begin) * task_bytes));
+    });
+    benchmark::DoNotOptimize(checksum.load());
+  }
+  state.SetBytesProcessed(state.iterations() * bytes);
+}
+
+// Reports a setup or first-call failure (e.g. a format the backend does not support) as a
+// skipped benchmark instead of aborting the whole run. Returns false when skipped.
+template <class Fn>
+bool TryOrSkip(benchmark::State& state, const Fn& fn) {
+  try {
+    fn();
+    return true;
+  } catch (const std::exception& e) {
+    state.SkipWithError(e.what());
+    return false;
+  }
+}
+
+void BM_Gemv(benchmark::State& state, FormatCase f, MatrixShape s, DType act, int threads) {
+  WeightSet* set = nullptr;
+  Activations x;
+  std::vector<float> y(static_cast<size_t>(s.n));
+  Context& ctx = ContextFor(threads);
+  if (!TryOrSkip(state, [&] {
+        set = &GetWeights(f, s);
+        x = MakeActivations(act, 1, s.k);
+        RunMatmul(f, *set, 0, x, y, 1, s.n, s.k, ctx);  // warm-up and validation
+      })) {
+    return;
+  }
+  const size_t count = set->count();
+  size_t index = 0;
+  for (auto _ : state) {
+    RunMatmul(f, *set, index, x, y, 1, s.n, s.k, ctx);
+    index = index + 1 == count ? 0 : index + 1;
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(state.iterations() * set->bytes_per_matrix);
+  state.counters["set_MiB"] =
+      static_cast<double>(set->bytes_per_matrix * static_cast<int64_t>(count)) / kMiB;
+  if (f.eigen) state.SetLabel(std::string("eigen ") + EigenIsa());
+}
+
+void BM_Gemm(benchmark::State& state, FormatCase f, MatrixShape s, DType act, int64_t m,
+             int threads) {
+  WeightSet* set = nullptr;
+  Activations x;
+  std::vector<float> y(static_cast<size_t>(m * s.n));
+  Context& ctx = ContextFor(threads);
+  if (!TryOrSkip(state, [&] {
+        set = &GetWeights(f, s);
+        x = MakeActivations(act, m, s.k);
+        RunMatmul(f, *set, 0, x, y, m, s.n, s.k, ctx);
+      })) {
+    return;
+  }
+  for (auto _ : state) {
+    RunMatmul(f, *set, 0, x, y, m, s.n, s.k, ctx);
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  state.counters["FLOP/s"] = benchmark::Counter(static_cast<double>(2 * m * s.n * s.k),
+                                                benchmark::Counter::kIsIterationInvariantRate,
+                                                benchmark::Counter::kIs1000);
+  if (f.eigen) state.SetLabel(std::string("eigen ") + EigenIsa());
+}
+
+void BM_Quantize(benchmark::State& state, Format format) {
+  const std::vector<float>& source = RandomValues(kCodecRows * kCodecCols);
+  const ConstTensorView view{source.data(), DType::kF32, {kCodecRows, kCodecCols}};
+  for (auto _ : state) {
+    QuantizedTensor q = Quantize(format, view);
+    benchmark::DoNotOptimize(q.data.data());
+  }
+  state.SetBytesProcessed(state.iterations() * kCodecRows * kCodecCols *
+                          static_cast<int64_t>(sizeof(float)));
+}
+
+void BM_Dequantize(benchmark::State& state, Format format) {
+  const std::vector<float>& source = RandomValues(kCodecRows * kCodecCols);
+  const QuantizedTensor q =
+      Quantize(format, ConstTensorView{source.data(), DType::kF32, {kCodecRows, kCodecCols}});
+  std::vector<float> out(source.size());
+  const TensorView view{out.data(), DType::kF32, {kCodecRows, kCodecCols}};
+  for (auto _ : state) {
+    Dequantize(q, view);
+    benchmark::DoNotOptimize(out.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(state.iterations() * kCodecRows * kCodecCols *
+                          static_cast<int64_t>(sizeof(float)));
+}
+
+std::string ThreadsSuffix(int threads) { return "/threads:" + std::to_string(threads); }
+
+void RegisterAll() {
+  for (int t : kThreadCounts) {
+    benchmark::RegisterBenchmark(
+        ("BM_MemRead/" + std::to_string(kMemReadMiB) + ThreadsSuffix(t)).c_str(), BM_MemRead, t)
+        ->UseRealTime()
+        ->Unit(benchmark::kMillisecond);
+  }
+  // Shape outermost, then format: consecutive benchmarks share one weight set.
+  for (const MatrixShape& s : kGemvShapes) {
+    for (const FormatCase& f : kFormats) {
+      for (DType act : {DType::kF32, DType::kBF16}) {
+        if (act == DType::kBF16 && !f.bf16_act) continue;
+        for (int t : kThreadCounts) {
+          const std::string name = std::string("BM_Gemv/") + f.name + "/" + DTypeName(act) +
+                                   "/" + s.label + ThreadsSuffix(t);
+          benchmark::RegisterBenchmark(name.c_str(), BM_Gemv, f, s, act, t)
+              ->UseRealTime()
+              ->Unit(benchmark::kMicrosecond);
+        }
+      }
+    }
+  }
+  for (const FormatCase& f : kFormats) {
+    for (DType act : {DType::kF32, DType::kBF16}) {
+      if (act == DType::kBF16 && !f.bf16_act) continue;
+      for (int64_t m : kGemmBatches) {
+        for (int t : kThreadCounts) {
+          const std::string name = std::string("BM_Gemm/") + f.name + "/" + DTypeName(act) +
+                                   "/M" + std::to_string(m) + "/" + kGemmShape.label +
+                                   ThreadsSuffix(t);
+          benchmark::RegisterBenchmark(name.c_str(), BM_Gemm, f, kGemmShape, act, m, t)
+              ->UseRealTime()
+              ->Unit(benchmark::kMillisecond);
+        }
+      }
+    }
+  }
+  for (const FormatCase& f : kFormats) {
+    if (f.eigen) continue;
+    benchmark::RegisterBenchmark((std::string("BM_Quantize/") + f.name).c_str(), BM_Quantize,
+                                 f.format)
+        ->UseRealTime()
+        ->Unit(benchmark::kMillisecond);
+    benchmark::RegisterBenchmark((std::string("BM_Dequantize/") + f.name).c_str(),
+                                 BM_Dequantize, f.format)
+        ->UseRealTime()
+        ->Unit(benchmark::kMillisecond);
+  }
+}
+
+// Best Highway target this CPU runs among those compiled (lower bits are better targets).
+std::string HighwayTarget() {
+  const int64_t targets = hwy::SupportedTargets() & HWY_TARGETS;
+  return hwy::TargetName(targets & -targets);
+}
+
+}  // namespace
+}  // namespace bench
+}  // namespace lowbit
+
+int main(int argc, char** argv) {
+  using namespace lowbit::bench;
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::AddCustomContext("l3_bytes", std::to_string(L3Bytes()));
+  benchmark::AddCustomContext("stream_set_bytes", std::to_string(StreamSetBytes()));
+  benchmark::AddCustomContext("eigen_isa", EigenIsa());
+  benchmark::AddCustomContext("highway_target", HighwayTarget());
+  RegisterAll();
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
