@@ -60,6 +60,13 @@ bool AllFinite(const std::vector<float>& v) {
   }
   return true;
 }
+// " <value> at index <i>" for the first non-finite entry of v (call only when !AllFinite(v)).
+std::string FirstNonFinite(const std::vector<float>& v) {
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (!std::isfinite(v[i])) return " " + std::to_string(v[i]) + " at index " + std::to_string(i);
+  }
+  return "";
+}
 }  // namespace
 
 void ValidateQuantizedTensor(const QuantizedTensor& q, Status status) {
@@ -75,7 +82,9 @@ void ValidateQuantizedTensor(const QuantizedTensor& q, Status status) {
               std::to_string(payload));
   Require(IsFloatActivation(s.dtype), status,
           where + ": original dtype must be f32, f16 or bf16, got " + DTypeName(s.dtype));
-  Require((info.granularities >> static_cast<int>(s.granularity)) & 1u, status,
+  Require(static_cast<int>(s.granularity) <= static_cast<int>(Granularity::kNone) &&
+              ((info.granularities >> static_cast<int>(s.granularity)) & 1u),
+          status,
           where + ": granularity " + std::to_string(static_cast<int>(s.granularity)) +
               " is not allowed for this format");
   if (s.granularity == Granularity::kBlock || s.granularity == Granularity::kGroup) {
@@ -102,7 +111,7 @@ void ValidateQuantizedTensor(const QuantizedTensor& q, Status status) {
   } else {
     Require(static_cast<int64_t>(s.scales.size()) == nscales, status,
             where + ": " + std::to_string(s.scales.size()) + " scales, expected " + std::to_string(nscales));
-    Require(AllFinite(s.scales), status, where + ": non-finite scale");
+    Require(AllFinite(s.scales), status, where + ": non-finite scale" + FirstNonFinite(s.scales));
   }
   if (info.has_zero_point) {
     Require(static_cast<int64_t>(s.zero_points.size()) == nscales, status,

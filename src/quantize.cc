@@ -7,6 +7,7 @@
 #include <string>
 
 #include "kernels/cpu/quantize_4bit.h"
+#include "backend.h"
 #include "reference/reference.h"
 
 namespace lowbit {
@@ -39,7 +40,9 @@ QuantState ResolveState(Format format, const ConstTensorView& x, const QuantizeO
   s.shape = x.shape;
   s.dtype = x.dtype;
   s.granularity = (o.granularity == Granularity::kDefault) ? info.default_granularity : o.granularity;
-  Require((info.granularities >> static_cast<int>(s.granularity)) & 1u, Status::kInvalidArgument,
+  Require(static_cast<int>(s.granularity) <= static_cast<int>(Granularity::kNone) &&
+              ((info.granularities >> static_cast<int>(s.granularity)) & 1u),
+          Status::kInvalidArgument,
           std::string(info.name) + " does not support granularity " +
               std::to_string(static_cast<int>(s.granularity)) +
               " (int8/int8_asym/fp8 take row or tensor; block formats take their block)");
@@ -58,7 +61,8 @@ QuantState ResolveState(Format format, const ConstTensorView& x, const QuantizeO
   Require(!o.double_quant || info.supports_double_quant, Status::kInvalidArgument,
           std::string(info.name) + " has no double quantization (nf4, fp4 and blockwise8 do)");
   Require(std::isnan(o.nested_offset) || std::isfinite(o.nested_offset), Status::kInvalidArgument,
-          "nested_offset must be finite or NaN (= compute the mean)");
+          "nested_offset must be finite or NaN (= compute the mean), got " +
+              std::to_string(o.nested_offset));
   return s;
 }
 
@@ -112,7 +116,7 @@ void Dequantize(const QuantizedTensor& q, const TensorView& out) {
   if (IsDense(q.state.format)) {
     ToF32(q.data.data(), info.dense_dtype, n, dst);
   } else {
-    info.reference_dequantize(q, dst);
+    CpuBackend().dequantize(q, dst);  // SIMD, bit-identical to info.reference_dequantize
   }
   if (out.dtype != DType::kF32) FromF32(dst, n, out.data, out.dtype);
 }
@@ -181,6 +185,10 @@ Int8VectorwiseResult Int8VectorwiseQuant(const ConstTensorView& x, float thresho
   for (int64_t i = 0; i < n; ++i) {
     Require(!std::isnan(a[i]), Status::kInvalidArgument,
             "Int8VectorwiseQuant: NaN at flat index " + std::to_string(i));
+    // +-Inf is acceptable only as an outlier (kept in the original dtype by the caller).
+    Require(std::isfinite(a[i]) || is_outlier(a[i]), Status::kInvalidArgument,
+            "Int8VectorwiseQuant: non-finite value " + std::to_string(a[i]) + " at flat index " +
+                std::to_string(i) + " (only allowed as an outlier, threshold > 0)");
     if (is_outlier(a[i])) outlier[i % cols] = true;
   }
   for (int64_t r0 = 0; r0 < rows; ++r0) {

@@ -42,7 +42,8 @@ inline uint8_t Encode(float f) {
   const uint32_t u = F32Bits(f);
   const uint8_t sign = static_cast<uint8_t>((u >> 24) & 0x80u);
   const uint32_t abs = u & 0x7FFFFFFFu;
-  if (abs > 0x7F800000u) return sign | Spec::kNaNCode;
+  // Any NaN becomes the canonical positive NaN code, as cuda_fp8.h (host and cvt.rn.satfinite).
+  if (abs > 0x7F800000u) return Spec::kNaNCode;
   const float max_finite = Decode<Spec, kExp, kMan, kHasInf>(Spec::kMaxCode);
   if (abs >= F32Bits(max_finite)) return sign | Spec::kMaxCode;  // saturate (Inf included)
   const int e = static_cast<int>(abs >> 23) - 127;                // unbiased float32 exponent
@@ -82,7 +83,8 @@ inline float FP8E5M2ToF32(uint8_t c) {
   return fp8_internal::Decode<fp8_internal::E5M2, 5, 2, true>(c);
 }
 // Encodes float32 with round-to-nearest-even, saturating every |x| > max (Inf too) to +-max and
-// NaN to 0x7F|sign: identical to cuda_fp8.h __nv_cvt_float_to_fp8(x, __NV_SATFINITE, ...).
+// every NaN (either sign) to 0x7F: identical to cuda_fp8.h
+// __nv_cvt_float_to_fp8(x, __NV_SATFINITE, ...).
 inline uint8_t F32ToFP8E4M3(float f) {
   return fp8_internal::Encode<fp8_internal::E4M3, 4, 3, false>(f);
 }

@@ -127,7 +127,10 @@ void QuantizeInt4Asym(const float* x, const QuantizeOptions&, QuantizedTensor& o
       PutNibble(out.data.data(), i, static_cast<uint8_t>(std::clamp(v, 0, LOWBIT_INT4_ASYM_QMAX)));
     }
   });
-  // An odd element count leaves the last low nibble 0 (no element reads it).
+  // An odd element count pads the last low nibble with the code of 0.0: the zero point of the
+  // last group (format_layout.h: padding always decodes to 0).
+  const int64_t n = s.num_elements();
+  if (n & 1) out.data[n >> 1] |= s.zero_points.back();
 }
 
 void DequantizeInt4(const QuantizedTensor& qt, float* out) {
