@@ -40,6 +40,17 @@ class PackedWeight {
   std::unique_ptr<Impl> impl_;
 };
 
+// Numerics options of a matmul. The default is the float path: activations are used as given
+// (converted exactly to float32), accumulation in float32.
+struct MatmulOptions {
+  // int8 and int4 (symmetric) weights only: quantize each activation row to int8 with its
+  // absmax (code = round_half_even(x * 127 / absmax)) and accumulate integer dot products per
+  // weight group in int32, scaled in float32. Faster; adds the activation rounding error
+  // (relative error about 1/254 of each row's absmax per element, see kernels/cpu/README.md).
+  // Other formats reject it with Error(kUnsupportedFormat).
+  bool int8_activations = false;
+};
+
 // Repacks `w` (2-D, canonical) for the named backend ("cpu" or "" = best available).
 PackedWeight Pack(const QuantizedTensor& w, const std::string& backend = "");
 // Restores the canonical QuantizedTensor (bit-identical to what was packed).
@@ -57,6 +68,9 @@ void Gemv(const PackedWeight& w, const ConstTensorView& x, const TensorView& y,
           const float* bias = nullptr, Context* ctx = nullptr);
 void Gemm(const PackedWeight& w, const ConstTensorView& x, const TensorView& y,
           const float* bias = nullptr, Context* ctx = nullptr);
+// Matmul with explicit numerics options (see MatmulOptions).
+void Matmul(const PackedWeight& w, const ConstTensorView& x, const TensorView& y,
+            const MatmulOptions& options, const float* bias = nullptr, Context* ctx = nullptr);
 
 }  // namespace lowbit
 

@@ -1,0 +1,134 @@
+// Per-target decode verbs shared by the CPU kernels: 16-entry table lookup, FP8 bit decoding,
+// and the chunk decoders of the execution layout (cpu_kernels.h). Every verb is exact: it
+// returns precisely the float32 value the scalar reference codec computes for the same code.
+//
+// Per-target header: include after hwy/highway.h inside a foreach_target translation unit.
+#if defined(LOWBIT_KERNELS_CPU_CODECS_INL_H_) == defined(HWY_TARGET_TOGGLE)
+#ifdef LOWBIT_KERNELS_CPU_CODECS_INL_H_
+#undef LOWBIT_KERNELS_CPU_CODECS_INL_H_
+#else
+#define LOWBIT_KERNELS_CPU_CODECS_INL_H_
+#endif
+
+#include <cstdint>
+
+#include "hwy/highway.h"
+#include "kernels/cpu/cpu_kernels.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace lowbit::cpu::HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+// Float32 vector tag of the target (full vector) and its companions. Chunk decoders rely on
+// kLanes dividing 16 (true for every x86 target: 4, 8 or 16 lanes).
+using DF = hn::ScalableTag<float>;
+using DI = hn::RebindToSigned<DF>;
+using DU = hn::RebindToUnsigned<DF>;
+using DU8 = hn::Rebind<uint8_t, DF>;  // kLanes bytes
+using DI8 = hn::Rebind<int8_t, DF>;
+using VF = hn::Vec<DF>;
+using VI = hn::Vec<DI>;
+constexpr size_t kLanes = hn::MaxLanes(DF());
+static_assert(16 % kLanes == 0, "chunk decoders need the float lane count to divide 16");
+
+// Loads kLanes bytes and widens them to int32 lanes (zero- or sign-extended).
+HWY_INLINE VI LoadU8AsI32(const uint8_t* p) {
+  return hn::BitCast(DI(), hn::PromoteTo(DU(), hn::LoadU(DU8(), p)));
+}
+HWY_INLINE VI LoadI8AsI32(const uint8_t* p) {
+  return hn::PromoteTo(DI(), hn::LoadU(DI8(), reinterpret_cast<const int8_t*>(p)));
+}
+
+// table[idx] for idx in [0, 16): one lane permute when a vector holds the table (AVX-512),
+// else a gather.
+class Lut16 {
+ public:
+  explicit Lut16(const float* table) : table_(table) {
+    if constexpr (kOneVector) vec_ = hn::LoadU(DF(), table);
+  }
+  HWY_INLINE VF operator()(VI idx) const {
+    if constexpr (kOneVector) {
+      return hn::TableLookupLanes(vec_, hn::IndicesFromVec(DF(), idx));
+    } else {
+      return hn::GatherIndex(DF(), table_, idx);
+    }
+  }
+
+ private:
+  static constexpr bool kOneVector = (kLanes == 16);
+  const float* table_;
+  VF vec_ = hn::Zero(DF());
+};
+
+// Exact OCP FP8 decoding of byte codes held in int32 lanes (see lowbit/fp8.h for the rules).
+// The magnitude bits are placed in a float32 so that a power-of-two multiply rebiases the
+// exponent; FP8 subnormals become float32 subnormals first, which the multiply makes exact.
+HWY_INLINE VF DecodeE4M3(VI code) {
+  const DF df;
+  const DI di;
+  const VI mag = hn::And(code, hn::Set(di, 0x7F));
+  const VI sign = hn::ShiftLeft<24>(hn::And(code, hn::Set(di, 0x80)));
+  // 2^(127 - 7): float32 bias minus E4M3 bias.
+  VF v = hn::Mul(hn::BitCast(df, hn::ShiftLeft<20>(mag)), hn::Set(df, 0x1.0p120f));
+  v = hn::IfThenElse(hn::RebindMask(df, hn::Eq(mag, hn::Set(di, LOWBIT_FP8_E4M3_NAN))),
+                     hn::BitCast(df, hn::Set(di, 0x7FC00000)), v);
+  return hn::Or(v, hn::BitCast(df, sign));
+}
+HWY_INLINE VF DecodeE5M2(VI code) {
+  const DF df;
+  const DI di;
+  const VI mag = hn::And(code, hn::Set(di, 0x7F));
+  const VI sign = hn::ShiftLeft<24>(hn::And(code, hn::Set(di, 0x80)));
+  // 2^(127 - 15): float32 bias minus E5M2 bias.
+  VF v = hn::Mul(hn::BitCast(df, hn::ShiftLeft<21>(mag)), hn::Set(df, 0x1.0p112f));
+  v = hn::IfThenElse(hn::RebindMask(df, hn::Gt(mag, hn::Set(di, LOWBIT_FP8_E5M2_INF))),
+                     hn::BitCast(df, hn::Set(di, 0x7FC00000)), v);
+  v = hn::IfThenElse(hn::RebindMask(df, hn::Eq(mag, hn::Set(di, LOWBIT_FP8_E5M2_INF))),
+                     hn::BitCast(df, hn::Set(di, 0x7F800000)), v);
+  return hn::Or(v, hn::BitCast(df, sign));
+}
+
+// ---- chunk decoders of the execution layout ----------------------------------------------------
+// Each calls fn(raw_values, element_offset) for the kChunk elements of the chunk starting at
+// `codes`, in a fixed order, with element_offset in [0, kChunk) a multiple of kLanes.
+
+struct Lut4Chunk {
+  static constexpr int64_t kBytes = kChunk / 2;
+  explicit Lut4Chunk(const CpuPacked& w) : lut(w.lut) {}
+  template <class Fn>
+  HWY_INLINE void operator()(const uint8_t* codes, const Fn& fn) const {
+    const DI di;
+    for (size_t p = 0; p < 16; p += kLanes) {
+      const VI v = LoadU8AsI32(codes + p);
+      fn(lut(hn::And(v, hn::Set(di, 0xF))), p);
+      fn(lut(hn::ShiftRight<4>(v)), 16 + p);
+    }
+  }
+  Lut16 lut;
+};
+
+template <CodeKind kKind>
+struct ByteChunk {
+  static constexpr int64_t kBytes = kChunk;
+  explicit ByteChunk(const CpuPacked&) {}
+  template <class Fn>
+  HWY_INLINE void operator()(const uint8_t* codes, const Fn& fn) const {
+    for (size_t p = 0; p < static_cast<size_t>(kChunk); p += kLanes) {
+      if constexpr (kKind == CodeKind::kInt8) {
+        fn(hn::ConvertTo(DF(), LoadI8AsI32(codes + p)), p);
+      } else if constexpr (kKind == CodeKind::kUInt8) {
+        fn(hn::ConvertTo(DF(), LoadU8AsI32(codes + p)), p);
+      } else if constexpr (kKind == CodeKind::kFP8E4M3) {
+        fn(DecodeE4M3(LoadU8AsI32(codes + p)), p);
+      } else {
+        static_assert(kKind == CodeKind::kFP8E5M2, "byte code kinds");
+        fn(DecodeE5M2(LoadU8AsI32(codes + p)), p);
+      }
+    }
+  }
+};
+
+}  // namespace lowbit::cpu::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#endif  // LOWBIT_KERNELS_CPU_CODECS_INL_H_

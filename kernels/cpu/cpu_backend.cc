@@ -1,0 +1,294 @@
+// The CPU backend's dispatch-table entries: packing into the execution layout (cpu_kernels.h),
+// unpacking, activation staging, and splitting matmuls into row tasks on Context::ParallelFor.
+#include <Eigen/Core>
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backend.h"
+#include "kernels/cpu/cpu_kernels.h"
+#include "lowbit/quantize.h"
+
+namespace lowbit::cpu {
+namespace {
+
+// Output rows per ParallelFor task. Multiples of the kernels' row blocks, so a task boundary
+// never changes how a row is computed; small enough to balance a few threads on N >= 1024.
+constexpr int64_t kGemvRowsPerTask = 32;
+constexpr int64_t kGemmRowsPerTask = 16;
+
+int64_t RoundUp(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+
+// Elements per execution-layout scale along a row such that no statistic boundary of the
+// canonical state falls inside one; 0 when that is not a multiple of kChunk (then the weight
+// takes the dense fallback).
+int64_t ExecGroup(const QuantState& s, int64_t k_pad) {
+  switch (s.granularity) {
+    case Granularity::kRow:
+    case Granularity::kTensor:
+      return k_pad;
+    case Granularity::kGroup:
+      return s.block_size % kChunk == 0 ? s.block_size : 0;
+    case Granularity::kBlock: {
+      // Flat blocks start at multiples of block_size in the flattened tensor; within a row
+      // they start at multiples of gcd(K, block_size) (block_size is a power of two).
+      const int64_t k = s.cols();
+      const int64_t g = std::min<int64_t>(s.block_size, k & -k);
+      return g % kChunk == 0 ? g : 0;
+    }
+    default:
+      return 0;
+  }
+}
+
+CodeKind KindOf(Format f) {
+  switch (f) {
+    case Format::kNF4:
+    case Format::kFP4:
+    case Format::kInt4:
+    case Format::kInt4Asym:
+      return CodeKind::kLut4;
+    case Format::kInt8:
+      return CodeKind::kInt8;
+    case Format::kInt8Asym:
+      return CodeKind::kUInt8;
+    case Format::kFP8E4M3:
+      return CodeKind::kFP8E4M3;
+    case Format::kFP8E5M2:
+      return CodeKind::kFP8E5M2;
+    default:
+      return CodeKind::kDense;  // f32/f16/bf16 and blockwise8 (256-entry map)
+  }
+}
+
+// Code a padding element gets (decodes to a finite value; its activation is zero).
+uint8_t PadCode(Format f) {
+  switch (f) {
+    case Format::kNF4: return LOWBIT_NF4_ZERO_CODE;
+    case Format::kFP4: return LOWBIT_FP4_ZERO_CODE;
+    case Format::kInt4: return LOWBIT_INT4_SYM_OFFSET;
+    default: return 0;
+  }
+}
+
+void PackCodes(const QuantizedTensor& w, CpuPacked& p) {
+  const int64_t n = p.rows, k = p.cols;
+  const uint8_t* src = w.data.data();
+  p.codes.assign(static_cast<size_t>(n * p.row_bytes), 0);
+  if (p.kind == CodeKind::kLut4) {
+    const uint8_t pad = PadCode(p.format);
+    for (int64_t r = 0; r < n; ++r) {
+      uint8_t* row = p.codes.data() + r * p.row_bytes;
+      for (int64_t e = 0; e < p.k_pad; ++e) {
+        const int64_t i = r * k + e;
+        const uint8_t c = (e < k) ? ((i & 1) ? (src[i >> 1] & 0x0F) : (src[i >> 1] >> 4)) : pad;
+        // Chunk layout: element e of a chunk lives in byte e % 16, high nibble when e % 32 >= 16.
+        const int64_t pos = e % kChunk;
+        row[(e / kChunk) * (kChunk / 2) + pos % (kChunk / 2)] |=
+            static_cast<uint8_t>(pos >= kChunk / 2 ? c << 4 : c);
+      }
+    }
+    if ((n * k) & 1) p.pad_nibble = src[(n * k) >> 1] & 0x0F;
+  } else {
+    for (int64_t r = 0; r < n; ++r) {
+      std::memcpy(p.codes.data() + r * p.row_bytes, src + r * k, static_cast<size_t>(k));
+    }
+  }
+}
+
+void PackStatistics(CpuPacked& p) {
+  const QuantState& s = p.state;
+  const std::vector<float> resolved = ResolveScales(s);
+  const bool asym = !s.zero_points.empty();
+  const size_t count = static_cast<size_t>(p.rows * p.groups_per_row);
+  p.scales.resize(count);
+  if (asym) p.zeros.resize(count);
+  for (int64_t r = 0; r < p.rows; ++r) {
+    for (int64_t g = 0; g < p.groups_per_row; ++g) {
+      const int64_t stat = s.ScaleIndex(r * p.cols + g * p.group);
+      const size_t dst = static_cast<size_t>(r * p.groups_per_row + g);
+      // int8 stores the row absmax (bitsandbytes SCB): the code's weight is absmax / 127.
+      p.scales[dst] = (p.kind == CodeKind::kInt8) ? resolved[stat] * LOWBIT_INT8_INV_QMAX
+                                                  : resolved[stat];
+      if (asym) p.zeros[dst] = static_cast<float>(s.zero_points[stat]);
+    }
+  }
+  if (p.kind == CodeKind::kLut4) {
+    for (int c = 0; c < 16; ++c) {
+      switch (p.format) {
+        case Format::kInt4: p.lut[c] = static_cast<float>(c - LOWBIT_INT4_SYM_OFFSET); break;
+        case Format::kInt4Asym: p.lut[c] = static_cast<float>(c); break;
+        default: p.lut[c] = s.codebook[c]; break;  // nf4 / fp4: the table stored with the tensor
+      }
+    }
+  }
+}
+
+std::unique_ptr<BackendPacked> Pack(const QuantizedTensor& w) {
+  auto p = std::make_unique<CpuPacked>();
+  p->format = w.state.format;
+  p->rows = w.state.shape[0];
+  p->cols = w.state.shape[1];
+  p->state = w.state;
+  p->k_pad = RoundUp(p->cols, kChunk);
+  p->kind = KindOf(p->format);
+  p->group = (p->kind == CodeKind::kDense) ? 0 : ExecGroup(w.state, p->k_pad);
+  if (p->group == 0) p->kind = CodeKind::kDense;
+  if (p->kind == CodeKind::kDense) {
+    p->dense = DequantizeToF32(w);
+    p->canonical_data = w.data;
+    p->packed_bytes = static_cast<int64_t>(p->dense.size() * sizeof(float) + w.data.size());
+  } else {
+    p->groups_per_row = (p->k_pad + p->group - 1) / p->group;
+    p->row_bytes = (p->kind == CodeKind::kLut4) ? p->k_pad / 2 : p->k_pad;
+    PackCodes(w, *p);
+    PackStatistics(*p);
+    p->packed_bytes = static_cast<int64_t>(p->codes.size() +
+                                           (p->scales.size() + p->zeros.size()) * sizeof(float));
+  }
+  // The saved canonical statistics count too (Unpack restores them bit-identically).
+  const QuantState& s = p->state;
+  p->packed_bytes += static_cast<int64_t>(
+      s.scales.size() * sizeof(float) + s.zero_points.size() + s.codebook.size() * sizeof(float) +
+      (s.nested ? s.nested->codes.size() + (s.nested->absmax.size() + s.nested->code.size()) *
+                                               sizeof(float)
+                : 0));
+  return p;
+}
+
+QuantizedTensor Unpack(const BackendPacked& packed) {
+  const CpuPacked& p = static_cast<const CpuPacked&>(packed);
+  QuantizedTensor w;
+  w.state = p.state;
+  if (p.kind == CodeKind::kDense) {
+    w.data = p.canonical_data;
+    return w;
+  }
+  const int64_t n = p.rows, k = p.cols;
+  w.data.assign(static_cast<size_t>(PayloadBytes(p.format, n * k)), 0);
+  if (p.kind == CodeKind::kLut4) {
+    for (int64_t r = 0; r < n; ++r) {
+      const uint8_t* row = p.codes.data() + r * p.row_bytes;
+      for (int64_t e = 0; e < k; ++e) {
+        const int64_t pos = e % kChunk;
+        const uint8_t b = row[(e / kChunk) * (kChunk / 2) + pos % (kChunk / 2)];
+        const uint8_t c = (pos >= kChunk / 2) ? (b >> 4) : (b & 0x0F);
+        const int64_t i = r * k + e;
+        w.data[i >> 1] |= static_cast<uint8_t>((i & 1) ? c : c << LOWBIT_NIBBLE_FIRST_SHIFT);
+      }
+    }
+    if ((n * k) & 1) w.data[(n * k) >> 1] |= p.pad_nibble;
+  } else {
+    for (int64_t r = 0; r < n; ++r) {
+      std::memcpy(w.data.data() + r * k, p.codes.data() + r * p.row_bytes, static_cast<size_t>(k));
+    }
+  }
+  return w;
+}
+
+std::string Supports(Format format, BackendOp op, DType activation, const MatmulOptions& options) {
+  if (static_cast<int>(format) >= kNumFormats) return "unknown format";
+  if (op != BackendOp::kMatmul) return {};
+  if (!IsFloatActivation(activation)) {
+    return std::string("activations must be f32, f16 or bf16, got ") + DTypeName(activation);
+  }
+  if (options.int8_activations) {
+    return std::string("int8 activations are not implemented on the cpu backend (format ") +
+           FormatName(format) + ")";
+  }
+  return {};
+}
+
+void DequantizeEntry(const QuantizedTensor& q, float* out) {
+  if (IsDense(q.state.format)) {
+    ToF32(q.data.data(), GetFormatInfo(q.state.format).dense_dtype, q.state.num_elements(), out);
+  } else {
+    Dequantize(q, out);
+  }
+}
+
+// Baseline for dense and fallback weights: Eigen float32 matmul on the calling thread.
+void DenseGemm(const CpuPacked& w, const MatmulArgs& a, float* y) {
+  using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  thread_local std::vector<float> xf;
+  xf.resize(static_cast<size_t>(a.m * w.cols));
+  ToF32(a.x, a.x_dtype, a.m * w.cols, xf.data());
+  Eigen::Map<const RowMajor> wm(w.dense.data(), w.rows, w.cols);
+  Eigen::Map<const RowMajor> xm(xf.data(), a.m, w.cols);
+  Eigen::Map<RowMajor> ym(y, a.m, w.rows);
+  if (a.m == 1) {
+    ym.row(0).transpose().noalias() = wm * xm.row(0).transpose();
+  } else {
+    ym.noalias() = xm * wm.transpose();
+  }
+}
+
+void Gemm(const BackendPacked& packed, const MatmulArgs& a, Context& ctx) {
+  const CpuPacked& w = static_cast<const CpuPacked&>(packed);
+  const int64_t n = w.rows, k = w.cols;
+  // Caller-thread staging buffers, grown once and reused across calls.
+  thread_local std::vector<float> xbuf, xsum, ybuf;
+  float* y = static_cast<float*>(a.y);
+  if (a.y_dtype != DType::kF32) {
+    ybuf.resize(static_cast<size_t>(a.m * n));
+    y = ybuf.data();
+  }
+  if (w.kind == CodeKind::kDense) {
+    DenseGemm(w, a, y);
+  } else {
+    xbuf.assign(static_cast<size_t>(a.m * w.k_pad), 0.0f);
+    const size_t x_bytes = DTypeSize(a.x_dtype);
+    for (int64_t m = 0; m < a.m; ++m) {
+      ToF32(static_cast<const uint8_t*>(a.x) + m * k * x_bytes, a.x_dtype, k,
+            xbuf.data() + m * w.k_pad);
+    }
+    GemmProblem p;
+    p.w = &w;
+    p.m = a.m;
+    p.x = xbuf.data();
+    p.y = y;
+    if (!w.zeros.empty()) {
+      xsum.assign(static_cast<size_t>(a.m * w.groups_per_row), 0.0f);
+      for (int64_t m = 0; m < a.m; ++m) {
+        for (int64_t kk = 0; kk < k; ++kk) {
+          xsum[m * w.groups_per_row + kk / w.group] += xbuf[m * w.k_pad + kk];
+        }
+      }
+      p.xsum = xsum.data();
+    }
+    void (*kernel)(const GemmProblem&, int64_t, int64_t) =
+        (w.kind == CodeKind::kLut4)                                          ? &GemmLut4
+        : (w.kind == CodeKind::kInt8 || w.kind == CodeKind::kUInt8) ? &GemmByte
+                                                                             : &GemmFP8;
+    const int64_t rows_per_task = (a.m == 1) ? kGemvRowsPerTask : kGemmRowsPerTask;
+    ctx.ParallelFor((n + rows_per_task - 1) / rows_per_task, [&](int64_t begin, int64_t end) {
+      kernel(p, begin * rows_per_task, std::min(n, end * rows_per_task));
+    });
+  }
+  if (a.bias != nullptr) {
+    for (int64_t m = 0; m < a.m; ++m) {
+      for (int64_t j = 0; j < n; ++j) y[m * n + j] += a.bias[j];
+    }
+  }
+  if (a.y_dtype != DType::kF32) FromF32(y, a.m * n, a.y, a.y_dtype);
+}
+
+bool Probe() { return true; }
+
+}  // namespace
+
+const Backend kBackend = {
+    /*name=*/"cpu",
+    /*probe=*/&Probe,
+    /*supports=*/&Supports,
+    /*pack=*/&Pack,
+    /*unpack=*/&Unpack,
+    /*dequantize=*/&DequantizeEntry,
+    /*gemv=*/nullptr,  // gemm specializes M == 1 itself
+    /*gemm=*/&Gemm,
+    /*sync=*/nullptr,
+};
+
+}  // namespace lowbit::cpu

@@ -1,0 +1,79 @@
+// CPU backend internals: the execution layout of a packed weight and the per-ISA kernel entries.
+//
+// Internal header shared by cpu_backend.cc (packing, scheduling; no SIMD) and the Highway
+// translation units (dequantize.cc, matmul_*.cc), each compiled for every target in HWY_TARGETS
+// and dispatched once per call with HWY_DYNAMIC_DISPATCH. Layout description: README.md.
+#ifndef LOWBIT_KERNELS_CPU_CPU_KERNELS_H_
+#define LOWBIT_KERNELS_CPU_CPU_KERNELS_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "lowbit/quant_state.h"
+#include "backend.h"
+
+namespace lowbit::cpu {
+
+// Elements per code chunk of a row. Rows are padded to a multiple of it, so kernels run without
+// tails; 32 = two nibbles per byte over a 16-byte load, and a multiple of every vector length
+// up to 512-bit float32 (16 lanes).
+inline constexpr int64_t kChunk = 32;
+
+// How a packed weight's codes decode to raw values v (w = (v - zero) * scale).
+enum class CodeKind : uint8_t {
+  kLut4 = 0,     // 4-bit, chunk = 16 bytes: byte j holds element j (low nibble) and element
+                 // 16 + j (high nibble); v = lut[nibble]
+  kInt8 = 1,     // int8 two's complement, one byte per element; v = code
+  kUInt8 = 2,    // uint8, one byte per element; v = code
+  kFP8E4M3 = 3,  // OCP E4M3 byte; v = decoded value (NaN codes -> NaN)
+  kFP8E5M2 = 4,  // OCP E5M2 byte; v = decoded value (Inf/NaN codes -> Inf/NaN)
+  kDense = 5,    // no codes: `dense` holds W as float32 [N, K] (fallback formats and shapes)
+};
+
+// The CPU execution layout. Codes of row n start at codes + n * row_bytes; elements K..k_pad-1
+// hold codes that decode to finite values (their activations are zero-padded). Statistic
+// s = n * groups_per_row + k / group applies to elements [k, k + group) of row n.
+struct CpuPacked : BackendPacked {
+  CodeKind kind = CodeKind::kDense;
+  int64_t k_pad = 0;           // K rounded up to kChunk
+  int64_t row_bytes = 0;       // k_pad / 2 (4-bit) or k_pad (8-bit)
+  int64_t group = 0;           // elements per scale along a row: a multiple of kChunk
+  int64_t groups_per_row = 0;  // ceil(k_pad / group)
+  std::vector<uint8_t> codes;  // [N, row_bytes]
+  std::vector<float> scales;   // [N, groups_per_row], nested statistics resolved
+  std::vector<float> zeros;    // [N, groups_per_row] zero points as float; empty if symmetric
+  float lut[16] = {};          // kLut4: value of each nibble
+  std::vector<float> dense;    // kDense: [N, K]
+  std::vector<uint8_t> canonical_data;  // kDense: the canonical payload (for Unpack)
+  // For Unpack: the canonical state (statistics as stored, nested included) and, for an odd
+  // element count of a 4-bit format, the canonical padding nibble.
+  QuantState state;
+  uint8_t pad_nibble = 0;
+};
+
+// Kernel arguments of one matmul call, shared read-only by all tasks.
+struct GemmProblem {
+  const CpuPacked* w = nullptr;
+  int64_t m = 0;
+  const float* x = nullptr;     // [m, k_pad] float32, zero-padded
+  const float* xsum = nullptr;  // [m, groups_per_row] sums of x over each group (asymmetric
+                                // weights only, else nullptr)
+  float* y = nullptr;           // [m, N] float32 (no bias)
+};
+
+// Rows [n_begin, n_end) of y for every m. Results of a row never depend on the range it is
+// computed in (bit-identical for any partition). Per-ISA entries, defined in matmul_*.cc.
+void GemmLut4(const GemmProblem& p, int64_t n_begin, int64_t n_end);
+void GemmByte(const GemmProblem& p, int64_t n_begin, int64_t n_end);  // kInt8, kUInt8
+void GemmFP8(const GemmProblem& p, int64_t n_begin, int64_t n_end);
+
+// The CPU entry of the dispatch table (cpu_backend.cc).
+extern const Backend kBackend;
+
+// Dequantizes a validated quantized (non-dense) canonical tensor to float32, bit-identical to
+// the reference codec (dequantize.cc).
+void Dequantize(const QuantizedTensor& q, float* out);
+
+}  // namespace lowbit::cpu
+
+#endif  // LOWBIT_KERNELS_CPU_CPU_KERNELS_H_

@@ -1,0 +1,90 @@
+// Backend dispatch table (DESIGN §5): one struct of function pointers per backend, and the registry.
+//
+// Internal header (not installed). Public ops (src/ops.cc) validate their arguments, pick a
+// backend here, then call its entries. Entries never throw for inputs that passed validation and
+// `supports`; they may throw lowbit::Error only for resource failures (out of memory).
+//
+// Optional entries (may be nullptr) and the default applied by src/ops.cc when they are:
+//   dequantize -> the scalar reference codec of the format (src/reference).
+//   gemv       -> gemm with M = 1.
+//   sync       -> nothing to wait for (synchronous backend).
+#ifndef LOWBIT_SRC_BACKEND_H_
+#define LOWBIT_SRC_BACKEND_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "lowbit/context.h"
+#include "lowbit/dtype.h"
+#include "lowbit/format.h"
+#include "lowbit/ops.h"
+#include "lowbit/quant_state.h"
+
+namespace lowbit {
+
+// Operations a backend may be asked about in Backend::supports.
+enum class BackendOp : uint8_t {
+  kPack = 0,        // repack a canonical weight into the execution layout
+  kDequantize = 1,  // canonical weight -> float32
+  kMatmul = 2,      // y = x · Wᵀ (+ bias) on a packed weight, any M >= 1
+};
+
+// A weight in a backend's execution layout. Each backend derives its own; the base only carries
+// what PackedWeight's accessors report.
+struct BackendPacked {
+  virtual ~BackendPacked() = default;
+  Format format = Format::kF32;
+  int64_t rows = 0;          // N
+  int64_t cols = 0;          // K
+  int64_t packed_bytes = 0;  // bytes of the execution layout (codes, scales, saved statistics)
+};
+
+// One matmul call, already validated: y[m, n] = sum_k x[m, k] * W[n, k] (+ bias[n]).
+struct MatmulArgs {
+  int64_t m = 0;               // rows of x (M >= 1)
+  const void* x = nullptr;     // [m, K] row-major, dtype x_dtype
+  DType x_dtype = DType::kF32; // f32, f16 or bf16
+  void* y = nullptr;           // [m, N] row-major, dtype y_dtype
+  DType y_dtype = DType::kF32; // f32, f16 or bf16
+  const float* bias = nullptr; // nullptr or N floats
+  MatmulOptions options;       // numerics options (int8 activations, ...)
+};
+
+struct Backend {
+  const char* name;  // "cpu", "cuda", ...
+  // True when the backend can run in this process (device present, driver loaded).
+  bool (*probe)();
+  // Empty when (format, op, activation dtype) is supported; otherwise a human-readable reason
+  // that ops put into their Error message. `options` matter only for kMatmul.
+  std::string (*supports)(Format format, BackendOp op, DType activation,
+                          const MatmulOptions& options);
+  // Repacks a validated 2-D canonical weight. Thread-safe.
+  std::unique_ptr<BackendPacked> (*pack)(const QuantizedTensor& w);
+  // Restores the canonical tensor, bit-identical to what `pack` received. Thread-safe.
+  QuantizedTensor (*unpack)(const BackendPacked& w);
+  // Optional. Dequantizes a validated canonical tensor to `num_elements` float32 values,
+  // bit-identical to the format's reference codec. Thread-safe.
+  void (*dequantize)(const QuantizedTensor& q, float* out);
+  // Optional. M == 1 specialization of gemm (same contract).
+  void (*gemv)(const BackendPacked& w, const MatmulArgs& args, Context& ctx);
+  // y = x · Wᵀ (+ bias) for any M >= 1; runs its tasks through ctx.ParallelFor.
+  void (*gemm)(const BackendPacked& w, const MatmulArgs& args, Context& ctx);
+  // Optional. Waits until all work queued by this backend finished.
+  void (*sync)();
+};
+
+// All backends built into this library, CPU first. CUDA joins when built with
+// LOWBIT_BACKEND_CUDA. Never empty.
+const std::vector<const Backend*>& Backends();
+// The backend named `name` ("" = the first whose probe() succeeds, i.e. the best available).
+// Throws Error(kUnsupportedBackend) naming `name` when unknown or not usable in this process.
+const Backend& FindBackend(std::string_view name);
+// The CPU backend (always present).
+const Backend& CpuBackend();
+
+}  // namespace lowbit
+
+#endif  // LOWBIT_SRC_BACKEND_H_

@@ -1,0 +1,41 @@
+// Registry of the backends built into this library (DESIGN §5): CPU always, others by option.
+#include <string>
+
+#include "backend.h"
+#include "kernels/cpu/cpu_kernels.h"
+
+namespace lowbit {
+
+#ifdef LOWBIT_BACKEND_CUDA
+namespace cuda {
+extern const Backend kBackend;  // kernels/cuda
+}  // namespace cuda
+#endif
+
+const std::vector<const Backend*>& Backends() {
+  static const std::vector<const Backend*> backends = {
+#ifdef LOWBIT_BACKEND_CUDA
+      &cuda::kBackend,  // preferred when its probe finds a device
+#endif
+      &cpu::kBackend,
+  };
+  return backends;
+}
+
+const Backend& CpuBackend() { return cpu::kBackend; }
+
+const Backend& FindBackend(std::string_view name) {
+  std::string known;
+  for (const Backend* b : Backends()) {
+    if (name.empty() ? b->probe() : name == b->name) {
+      Require(b->probe(), Status::kUnsupportedBackend,
+              std::string("backend '") + b->name + "' is built in but not usable here (probe failed)");
+      return *b;
+    }
+    known += known.empty() ? b->name : std::string(", ") + b->name;
+  }
+  throw Error(Status::kUnsupportedBackend,
+              "unknown backend '" + std::string(name) + "' (built in: " + known + ")");
+}
+
+}  // namespace lowbit
