@@ -1,0 +1,2 @@
+// placeholder while writing
+#include <gtest/gtest.h>
