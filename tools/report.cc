@@ -124,8 +124,7 @@ int RunReport(const ReportOptions& o) {
     set = LoadTwoDimensionalWeights(o.model);  // an explicit path must work: no fallback
   } else {
     const std::string path = DefaultModelPath();
-    set = SyntheticWeightSet();  // interim until the safetensors reader lands
-    (void)path;
+    set = path.empty() ? SyntheticWeightSet() : LoadTwoDimensionalWeights(path);
   }
   int64_t elements = 0;
   for (const NamedWeight& w : set.weights) elements += static_cast<int64_t>(w.values.size());

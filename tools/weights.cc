@@ -6,6 +6,7 @@
 #include <random>
 
 #include "cli.h"
+#include "lowbit/io/safetensors.h"
 #include "lowbit/status.h"
 
 namespace lowbit::cli {
@@ -49,8 +50,16 @@ std::string DefaultModelPath() {
 }
 
 WeightSet LoadTwoDimensionalWeights(const std::string& path) {
-  throw Error(Status::kUnsupportedFormat,
-              "reading '" + path + "': the safetensors reader is not built yet");
+  const io::SafetensorsFile file = io::SafetensorsFile::Open(path);
+  WeightSet set;
+  for (const io::TensorInfo& t : file.tensors()) {
+    if (t.shape.size() != 2 || !IsFloatActivation(t.dtype) || t.num_elements() == 0) continue;
+    set.weights.push_back({t.name, t.shape, file.CopyAsF32(t)});
+  }
+  Require(!set.weights.empty(), Status::kInvalidArgument,
+          "'" + path + "' holds no 2-D f32/f16/bf16 tensor");
+  set.description = path + " (every 2-D float tensor)";
+  return set;
 }
 
 }  // namespace lowbit::cli
