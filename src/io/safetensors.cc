@@ -415,8 +415,11 @@ SafetensorsWriter::~SafetensorsWriter() {
 
 void SafetensorsWriter::CheckNewName(std::string_view name) const {
   Require(!committed_, Status::kInvalidState, "writer for '" + path_ + "' is already committed");
-  Require(!open_tensor_, Status::kInvalidArgument,
-          "tensor '" + entries_.back().spec.name + "' is still open (call EndTensor)");
+  // Messages are built only on failure: entries_ may be empty when no tensor is open.
+  if (open_tensor_) {
+    throw Error(Status::kInvalidArgument,
+                "tensor '" + entries_.back().spec.name + "' is still open (call EndTensor)");
+  }
   ValidateName(name, "tensor name");
   Require(name != "__metadata__", Status::kInvalidArgument, "'__metadata__' is not a tensor name");
   Require(names_.find(std::string(name)) == names_.end(), Status::kInvalidArgument,
@@ -448,9 +451,12 @@ void SafetensorsWriter::BeginTensor(std::string_view name, DType dtype, const Sh
 
 void SafetensorsWriter::WriteChunk(const void* data, size_t bytes) {
   Require(open_tensor_, Status::kInvalidState, "WriteChunk without BeginTensor");
-  Require(bytes <= open_remaining_, Status::kInvalidArgument,
-          "tensor '" + entries_.back().spec.name + "': chunk of " + std::to_string(bytes) +
-              " bytes exceeds the " + std::to_string(open_remaining_) + " bytes still expected");
+  if (bytes > open_remaining_) {
+    throw Error(Status::kInvalidArgument,
+                "tensor '" + entries_.back().spec.name + "': chunk of " + std::to_string(bytes) +
+                    " bytes exceeds the " + std::to_string(open_remaining_) +
+                    " bytes still expected");
+  }
   Require(data != nullptr || bytes == 0, Status::kInvalidArgument, "WriteChunk: null data");
   WriteAll(data, bytes);
   open_remaining_ -= bytes;
@@ -458,9 +464,11 @@ void SafetensorsWriter::WriteChunk(const void* data, size_t bytes) {
 
 void SafetensorsWriter::EndTensor() {
   Require(open_tensor_, Status::kInvalidState, "EndTensor without BeginTensor");
-  Require(open_remaining_ == 0, Status::kInvalidArgument,
-          "tensor '" + entries_.back().spec.name + "' is missing " +
-              std::to_string(open_remaining_) + " bytes");
+  if (open_remaining_ != 0) {
+    throw Error(Status::kInvalidArgument, "tensor '" + entries_.back().spec.name +
+                                              "' is missing " + std::to_string(open_remaining_) +
+                                              " bytes");
+  }
   open_tensor_ = false;
 }
 
