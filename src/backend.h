@@ -8,6 +8,7 @@
 //   dequantize -> the scalar reference codec of the format (src/reference).
 //   gemv       -> gemm with M = 1.
 //   sync       -> nothing to wait for (synchronous backend).
+//   quantize   -> lowbit::Quantize (the CPU codecs).
 #ifndef LOWBIT_SRC_BACKEND_H_
 #define LOWBIT_SRC_BACKEND_H_
 
@@ -30,6 +31,7 @@ enum class BackendOp : uint8_t {
   kPack = 0,        // repack a canonical weight into the execution layout
   kDequantize = 1,  // canonical weight -> float32
   kMatmul = 2,      // y = x · Wᵀ (+ bias) on a packed weight, any M >= 1
+  kQuantize = 3,    // float32 -> canonical quantized tensor (bit-identical to the reference)
 };
 
 // A weight in a backend's execution layout. Each backend derives its own; the base only carries
@@ -74,6 +76,11 @@ struct Backend {
   void (*gemm)(const BackendPacked& w, const MatmulArgs& args, Context& ctx);
   // Optional. Waits until all work queued by this backend finished.
   void (*sync)();
+  // Optional. Quantizes n = out.state.num_elements() finite float32 values `x` (host memory)
+  // into `out`, whose state arrives resolved (format, shape, granularity, block size) and whose
+  // payload is sized, exactly like FormatInfo::reference_quantize, with bit-identical results.
+  // Thread-safe.
+  void (*quantize)(const float* x, const QuantizeOptions& options, QuantizedTensor& out);
 };
 
 // All backends built into this library, CPU first. CUDA joins when built with

@@ -38,6 +38,18 @@ std::string HumanBytes(int64_t bytes) {
 
 }  // namespace
 
+bool ModuleMatches(std::string_view module, std::string_view pattern) {
+  if (pattern.empty() || pattern.size() > module.size()) return false;
+  for (size_t pos = module.find(pattern); pos != std::string_view::npos;
+       pos = module.find(pattern, pos + 1)) {
+    const size_t end = pos + pattern.size();
+    const bool starts = pos == 0 || module[pos - 1] == '.';
+    const bool ends = end == module.size() || module[end] == '.';
+    if (starts && ends) return true;
+  }
+  return false;
+}
+
 int64_t ModelTensor::StorageBytes() const {
   if (quantized) return GetQuantInfo(*quantized).total_bytes;
   return static_cast<int64_t>(data.size());
@@ -185,7 +197,7 @@ bool IsConvertible(const ModelTensor& t, const ConversionPlan& plan) {
     if (module.find(pattern) != std::string::npos) return false;
   }
   for (const std::string& skip : plan.modules_to_not_convert) {
-    if (!skip.empty() && module.find(skip) != std::string::npos) return false;
+    if (ModuleMatches(module, skip)) return false;
   }
   return true;
 }

@@ -121,6 +121,53 @@ void Dequantize(const QuantizedTensor& q, const TensorView& out) {
   if (out.dtype != DType::kF32) FromF32(dst, n, out.data, out.dtype);
 }
 
+QuantizedTensor Quantize(Format format, const ConstTensorView& x, const QuantizeOptions& options,
+                         const std::string& backend) {
+  const Backend& b = FindBackend(backend);
+  if (b.quantize == nullptr || IsDense(format)) return Quantize(format, x, options);
+  const int64_t n = ValidateView(x, "Quantize input");
+  GetFormatInfo(format);  // throws for an unknown format before the backend is asked
+  const std::string reason = b.supports(format, BackendOp::kQuantize, x.dtype, MatmulOptions{});
+  Require(reason.empty(), Status::kUnsupportedFormat,
+          std::string("Quantize: backend '") + b.name + "' cannot quantize " + FormatName(format) +
+              ": " + reason);
+  QuantizedTensor out;
+  out.state = ResolveState(format, x, options);
+  out.data.resize(static_cast<size_t>(PayloadBytes(format, n)));
+  F32Input in(x, n);
+  const float* xf = in.get();
+  for (int64_t i = 0; i < n; ++i) {
+    if (!std::isfinite(xf[i])) {
+      throw Error(Status::kInvalidArgument,
+                  "Quantize input: non-finite value " + std::to_string(xf[i]) + " at flat index " +
+                      std::to_string(i) + " (quantized formats need finite weights)");
+    }
+  }
+  b.quantize(xf, options, out);
+  return out;
+}
+
+void Dequantize(const QuantizedTensor& q, const TensorView& out, const std::string& backend) {
+  const Backend& b = FindBackend(backend);
+  if (b.dequantize == nullptr || IsDense(q.state.format) || &b == &CpuBackend()) {
+    return Dequantize(q, out);
+  }
+  ValidateQuantizedTensor(q);
+  const int64_t n_out = ValidateView(out, "Dequantize output");
+  const int64_t n = q.state.num_elements();
+  Require(n_out == n, Status::kInvalidArgument,
+          "Dequantize output has " + std::to_string(n_out) + " elements, tensor has " +
+              std::to_string(n) + " (" + ShapeToString(q.state.shape) + ")");
+  std::vector<float> tmp;
+  float* dst = static_cast<float*>(out.data);
+  if (out.dtype != DType::kF32) {
+    tmp.resize(static_cast<size_t>(n));
+    dst = tmp.data();
+  }
+  b.dequantize(q, dst);
+  if (out.dtype != DType::kF32) FromF32(dst, n, out.data, out.dtype);
+}
+
 std::vector<float> DequantizeToF32(const QuantizedTensor& q) {
   ValidateQuantizedTensor(q);
   std::vector<float> out(static_cast<size_t>(q.state.num_elements()));

@@ -76,8 +76,8 @@ struct BitsAndBytesConfig {
   bool bnb_4bit_use_double_quant = false;
   float llm_int8_threshold = 6.0f;  // runtime setting of the Linear8bit layers built from it
   bool llm_int8_has_fp16_weight = false;
-  // Module names (substring match, as transformers) never converted. Empty: ["lm_head"], as
-  // transformers skips the output embedding by default.
+  // Modules never converted (matched with ModuleMatches). Empty: ["lm_head"], as transformers
+  // skips the output embedding by default.
   std::vector<std::string> llm_int8_skip_modules;
   int64_t block_size = LOWBIT_4BIT_DEFAULT_BLOCK;  // 4-bit block (bnb quantize_4bit blocksize)
 };
@@ -114,14 +114,21 @@ ConversionPlan MakeConversionPlan(const BitsAndBytesConfig& config);
 ConversionPlan MakeConversionPlan(const Int8Config& config);
 ConversionPlan MakeConversionPlan(const Int4Config& config);
 
+// True when `pattern` names whole dotted components of `module`: it equals a run of consecutive
+// components ("lm_head" matches "lm_head"; "attention" and "attention.wq" match
+// "layers.0.attention.wq"; "layers.1" matches "layers.1.ffn.w1" but not "layers.10.ffn.w1";
+// "attn" does not match "self_attn"). This is transformers' modules_to_not_convert rule
+// (`key + "." in name`, `key == name`, or the child name equals key) made boundary-exact.
+bool ModuleMatches(std::string_view module, std::string_view pattern);
+
 // True when `tensor` is converted under `plan`: a dense f32/f16/bf16 tensor of rank 2 whose name
 // ends in ".weight", whose module name (the name without ".weight") is not an embedding
-// (contains "embed", "wte", "wpe" or "tok_embeddings") and contains none of
-// plan.modules_to_not_convert as a substring.
+// (contains "embed", "wte" or "wpe" as a substring) and matches none of
+// plan.modules_to_not_convert (ModuleMatches).
 bool IsConvertible(const ModelTensor& tensor, const ConversionPlan& plan);
 
 // Returns a copy of `model` with every convertible tensor quantized. `modules_to_not_convert`
-// adds to the config's skip list (substring match on module names).
+// adds to the config's skip list (ModuleMatches on module names).
 ModelWeights Convert(const ModelWeights& model, const ConversionPlan& plan);
 ModelWeights Convert(const ModelWeights& model, const BitsAndBytesConfig& config,
                      const std::vector<std::string>& modules_to_not_convert = {});

@@ -41,6 +41,15 @@ void Dequantize(const QuantizedTensor& q, const TensorView& out);
 // Convenience: dequantizes to a new float32 vector.
 std::vector<float> DequantizeToF32(const QuantizedTensor& q);
 
+// The same two operations on a named backend ("cpu", "cuda"; "" = the best available, see
+// docs/backends.md). Same validation, same results bit for bit; inputs and outputs are host
+// memory. A backend without a device codec for a format uses the CPU codecs for Dequantize and
+// throws Error(kUnsupportedFormat) naming the format for Quantize (cuda quantizes nf4, fp4,
+// int8). Unknown or unusable backends throw Error(kUnsupportedBackend).
+QuantizedTensor Quantize(Format format, const ConstTensorView& x, const QuantizeOptions& options,
+                         const std::string& backend);
+void Dequantize(const QuantizedTensor& q, const TensorView& out, const std::string& backend);
+
 // ---- bitsandbytes-style convenience forms ------------------------------------------------------
 // quantize_4bit(A, blocksize, compress_statistics, quant_type); bitsandbytes' default quant_type
 // is fp4, ours is nf4 (the type everyone uses); pass it explicitly to be unambiguous.

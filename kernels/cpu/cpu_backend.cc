@@ -289,6 +289,7 @@ const Backend kBackend = {
     /*gemv=*/nullptr,  // gemm specializes M == 1 itself
     /*gemm=*/&Gemm,
     /*sync=*/nullptr,
+    /*quantize=*/nullptr,  // lowbit::Quantize is the CPU path
 };
 
 }  // namespace lowbit::cpu

@@ -114,6 +114,9 @@ Linear8bit::Linear8bit(int64_t in_features, int64_t out_features, bool bias,
   Require(options.threshold == 0.0f || options.symmetric, Status::kInvalidArgument,
           "Linear8bit: LLM.int8 outlier threshold " + std::to_string(options.threshold) +
               " needs symmetric int8 weights (symmetric = false given)");
+  Require(options.threshold == 0.0f || options.int8_activations, Status::kInvalidArgument,
+          "Linear8bit: LLM.int8 outlier threshold " + std::to_string(options.threshold) +
+              " needs int8_activations (weight-only int8 has no outlier path)");
 }
 
 Linear8bit::Linear8bit(int64_t in_features, int64_t out_features, bool bias,
@@ -162,14 +165,14 @@ void Linear8bit::QuantizeWeights() {
 }
 
 void Linear8bit::Forward(const ConstTensorView& x, const TensorView& y, Context* ctx) const {
-  if (!is_quantized() || options_.threshold == 0.0f) {
+  if (!is_quantized() || !options_.symmetric || !options_.int8_activations) {
     QuantLinear::Forward(x, y, ctx);
     return;
   }
-  ForwardOutlier(x, y);
+  ForwardInt8(x, y);
 }
 
-void Linear8bit::ForwardOutlier(const ConstTensorView& x, const TensorView& y) const {
+void Linear8bit::ForwardInt8(const ConstTensorView& x, const TensorView& y) const {
   const int64_t k = in_features_, n = out_features_;
   const int64_t m = RowsOf(x, k, "Linear8bit x");
   Require(ValidateView(y, "Linear8bit y") == m * n && y.shape.back() == n,
@@ -197,11 +200,18 @@ void Linear8bit::ForwardOutlier(const ConstTensorView& x, const TensorView& y) c
       out[i * n + j] = v;
     }
   }
-  // Outlier part: out += X[:, cols] · (CB[:, cols] * SCB / 127)ᵀ in float.
+  // Outlier part: out += X[:, cols] · (CB[:, cols] * SCB / 127)ᵀ in float; bnb rounds the
+  // dequantized columns to A.dtype, so a 16-bit x gets 16-bit weight columns.
   std::vector<float> wcol(static_cast<size_t>(n));
+  const bool round_cols = x.dtype == DType::kF16 || x.dtype == DType::kBF16;
   for (const int64_t col : a.outlier_cols) {
     for (int64_t j = 0; j < n; ++j) {
       wcol[j] = static_cast<float>(cb(j, col)) * scb[per_row ? j : 0] * LOWBIT_INT8_INV_QMAX;
+    }
+    if (round_cols) {
+      std::vector<uint16_t> tmp(static_cast<size_t>(n));
+      FromF32(wcol.data(), n, tmp.data(), x.dtype);
+      ToF32(tmp.data(), x.dtype, n, wcol.data());
     }
     for (int64_t i = 0; i < m; ++i) {
       const float xv = xf[i * k + col];
@@ -216,7 +226,11 @@ std::string Linear8bit::Describe() const {
                   ", out=" + std::to_string(out_features_) + ", " + FormatName(weight_format());
   if (is_quantized()) {
     s += options_.per_channel ? " per-row" : " per-tensor";
-    if (options_.threshold > 0) s += ", threshold " + std::to_string(options_.threshold);
+    if (!options_.symmetric || !options_.int8_activations) {
+      s += ", weight-only";
+    } else if (options_.threshold > 0) {
+      s += ", threshold " + std::to_string(options_.threshold);
+    }
   } else {
     s += " training weights";
   }

@@ -92,15 +92,26 @@ struct Linear8bitOptions {
   bool symmetric = true;
   // One scale per output row (per channel) or one for the whole tensor.
   bool per_channel = true;
+  // Symmetric int8 inference only. true (bitsandbytes semantics): activations are quantized to
+  // int8 row-wise as well and multiplied exactly in int32 (LLM.int8; with threshold > 0 the
+  // outlier columns stay float). false: weight-only quantization, y = x · dequant(W)ᵀ in float32
+  // (more accurate, no outlier handling needed; threshold must then be 0). Asymmetric int8 always
+  // uses the weight-only path.
+  bool int8_activations = true;
 };
 
 // bitsandbytes Linear8bitLt / msbnb Linear8bit. In training mode (has_fp16_weights, before
-// QuantizeWeights) the weight is stored as f16 and Forward is an f16-weight matmul. After
-// QuantizeWeights() (or when constructed with has_fp16_weights = false) the weight is int8.
-// Inference with threshold == 0 is Matmul on the int8 weight. With threshold > 0 it is LLM.int8:
-// x is split by Int8VectorwiseQuant(x, threshold); the non-outlier part goes through an exact
-// int32 product CA·CBᵀ scaled by row_stats·SCB/127², the outlier columns through a float matmul
-// against the dequantized weight columns (CB·SCB/127), as bnb's int8_mixed_scaled_mm.
+// QuantizeWeights) the weight is stored as f16 and Forward is a float matmul with those 16-bit
+// weights (bnb instead re-quantizes them on every training forward; lowbit never trains the base
+// weight, so the 16-bit forward is what a caller fine-tuning it would differentiate).
+// After QuantizeWeights() (or when constructed with has_fp16_weights = false) the weight is int8
+// and, with symmetric weights and int8_activations (the default), Forward is LLM.int8
+// (bnb int8_mixed_scaled_mm, reference §4):
+//   (CA, row_stats, cols) = Int8VectorwiseQuant(x, threshold)   (threshold 0: no outlier cols)
+//   y = f32(CA·CBᵀ) * row_stats[i] * SCB[j] / 127²  +  x[:, cols] · (CB[:, cols] * SCB / 127)ᵀ + b
+// CA·CBᵀ is exact in int32; the outlier product is float32 with the dequantized weight columns
+// rounded to x's dtype first when x is f16/bf16 (bnb casts them to A.dtype). Otherwise Forward
+// is the float Matmul on the int8 weight (weight-only quantization).
 class Linear8bit : public QuantLinear {
  public:
   // Kaiming-uniform initialized from `seed`.
@@ -126,7 +137,8 @@ class Linear8bit : public QuantLinear {
   Linear8bit(int64_t in_features, int64_t out_features, bool bias,
              const Linear8bitOptions& options, NoInit);
   Format QuantizedFormat() const;
-  void ForwardOutlier(const ConstTensorView& x, const TensorView& y) const;
+  // The LLM.int8 path (int8 activations, outlier columns with |x| >= threshold in float).
+  void ForwardInt8(const ConstTensorView& x, const TensorView& y) const;
 
   Linear8bitOptions options_;
 };
