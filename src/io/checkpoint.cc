@@ -147,6 +147,16 @@ std::string_view TextOf(const SafetensorsFile& file, const TensorInfo& t) {
   return std::string_view(reinterpret_cast<const char*>(file.data(t)), t.size);
 }
 
+// A logical shape of `n` elements needs at least n / 2 payload bytes (4-bit); larger than the
+// file is hostile. Checking first also keeps later (n + 1) / 2 arithmetic from overflowing.
+void CheckFits(const SafetensorsFile& file, const std::string& key, const Shape& shape,
+               int64_t n) {
+  if (static_cast<uint64_t>(n) / 2 > file.file_size()) {
+    Corrupt(key, "shape " + ShapeToString(shape) + " needs more payload bytes than the " +
+                     std::to_string(file.file_size()) + "-byte file holds");
+  }
+}
+
 // ---- a module resolved from a file (state header + tensor locations), nothing copied -----------
 
 struct ResolvedModule {
@@ -204,8 +214,9 @@ ResolvedModule ResolveBnb4(const SafetensorsFile& file, const std::string& prefi
   m.nested_block_size = js.nested_blocksize;
   m.nested_offset = js.nested_offset;
   const int64_t n = h.num_elements();
-  const int64_t nblocks = CeilDiv(n, h.block_size);
   const std::string w = prefix + "weight";
+  CheckFits(file, state_key, h.shape, n);
+  const int64_t nblocks = CeilDiv(n, h.block_size);
   m.payload = &Need(file, w);
   if (m.payload->size != static_cast<uint64_t>((n + 1) / 2)) {
     Corrupt(w, "holds " + std::to_string(m.payload->size) + " bytes, expected " +
@@ -344,6 +355,7 @@ ResolvedModule ResolveLowbit(const SafetensorsFile& file, const std::string& pre
     m.nested = true;
   }
   const int64_t n = h.num_elements();
+  CheckFits(file, state_key, h.shape, n);
   m.payload = &Need(file, w);
   const DType pd = PayloadDType(h.format);
   const Shape ps = IsFourBit(h.format) ? Shape{(n + 1) / 2} : h.shape;
