@@ -39,7 +39,8 @@ std::vector<float> CollectInputs(const Model& model, const Sequences& calibratio
   Session session(model);
   for (const auto& seq : calibration) {
     session.Reset();
-    session.Forward(seq.data(), static_cast<int32_t>(seq.size()), nullptr, &observer);
+    session.Forward(seq.data(), static_cast<int32_t>(seq.size()), nullptr, &observer,
+                    /*num_layers=*/layer + 1);
   }
   return xs;
 }

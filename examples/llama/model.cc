@@ -2,6 +2,7 @@
 // and the batched forward with KV cache.
 #include "examples/llama/model.h"
 
+#include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -16,6 +17,9 @@ namespace {
 constexpr int kHeaderInts = 7;
 constexpr float kRmsNormEps = 1e-5f;   // Llama-2's RMSNorm epsilon
 constexpr double kRopeTheta = 10000.0;  // RoPE base frequency
+// Query rows per attention block: large enough for efficient Eigen products, small enough that
+// the masked (future) part of a block costs little during a 512-token prefill.
+constexpr int32_t kQueryChunk = 64;
 
 // y = x / rms(x) * weight over `dim` elements, per row of a [n, dim] batch.
 void RmsNorm(const float* x, const float* weight, int32_t n, int32_t dim, float* y) {
@@ -150,7 +154,7 @@ Session::Session(const Model& model, Context* ctx) : model_(model), ctx_(ctx) {
   const size_t cache = static_cast<size_t>(c.n_layers) * c.seq_len * c.kv_dim();
   key_cache_.assign(cache, 0.0f);
   value_cache_.assign(cache, 0.0f);
-  scores_.resize(static_cast<size_t>(c.seq_len));
+  scores_.resize(static_cast<size_t>(kQueryChunk) * c.seq_len);  // one attention block
   const int32_t half = c.head_size() / 2;
   rope_cos_.resize(static_cast<size_t>(c.seq_len) * half);
   rope_sin_.resize(rope_cos_.size());
@@ -206,39 +210,45 @@ void Session::Attention(int layer, int32_t n) {
     std::copy_n(&k_[static_cast<int64_t>(t) * kv_dim], kv_dim, kc + static_cast<int64_t>(pos) * kv_dim);
     std::copy_n(&v_[static_cast<int64_t>(t) * kv_dim], kv_dim, vc + static_cast<int64_t>(pos) * kv_dim);
   }
-  // Causal softmax attention; query head h reads KV head h / group.
-  for (int32_t t = 0; t < n; ++t) {
-    const int32_t pos = pos_ + t;
+  // Causal softmax attention; query head h reads KV head h / group. Queries run in chunks of
+  // kQueryChunk rows as Eigen products (scores = Q Kᵀ, out = P V) against the keys the chunk's
+  // last row can see; each row's entries past its own position are masked to probability 0.
+  using MatrixRm = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  using Strided = Eigen::Map<const MatrixRm, 0, Eigen::OuterStride<>>;
+  using StridedOut = Eigen::Map<MatrixRm, 0, Eigen::OuterStride<>>;
+  for (int32_t t0 = 0; t0 < n; t0 += kQueryChunk) {
+    const int32_t rows = std::min(kQueryChunk, n - t0);
+    const int32_t keys = pos_ + t0 + rows;  // keys visible to the chunk's last row
+    Eigen::Map<MatrixRm> p(scores_.data(), rows, keys);
     for (int32_t h = 0; h < c.n_heads; ++h) {
-      const float* q = &q_[static_cast<int64_t>(t) * c.dim + h * hs];
       const int32_t kv_off = (h / group) * hs;
-      float max_score = -INFINITY;
-      for (int32_t s = 0; s <= pos; ++s) {
-        const float* k = kc + static_cast<int64_t>(s) * kv_dim + kv_off;
-        float dot = 0;
-        for (int32_t i = 0; i < hs; ++i) dot += q[i] * k[i];
-        scores_[s] = dot * inv_sqrt;
-        max_score = std::max(max_score, scores_[s]);
+      const Strided q(&q_[static_cast<int64_t>(t0) * c.dim + h * hs], rows, hs,
+                      Eigen::OuterStride<>(c.dim));
+      const Strided k(kc + kv_off, keys, hs, Eigen::OuterStride<>(kv_dim));
+      const Strided v(vc + kv_off, keys, hs, Eigen::OuterStride<>(kv_dim));
+      p.noalias() = (q * k.transpose()) * inv_sqrt;
+      for (int32_t r = 0; r < rows; ++r) {
+        const int32_t visible = pos_ + t0 + r + 1;
+        auto row = p.row(r).head(visible).array();
+        row = (row - row.maxCoeff()).exp();
+        row /= row.sum();
+        p.row(r).tail(keys - visible).setZero();
       }
-      float sum = 0;
-      for (int32_t s = 0; s <= pos; ++s) {
-        scores_[s] = std::exp(scores_[s] - max_score);
-        sum += scores_[s];
-      }
-      float* out = &att_[static_cast<int64_t>(t) * c.dim + h * hs];
-      std::fill_n(out, hs, 0.0f);
-      for (int32_t s = 0; s <= pos; ++s) {
-        const float* v = vc + static_cast<int64_t>(s) * kv_dim + kv_off;
-        const float p = scores_[s] / sum;
-        for (int32_t i = 0; i < hs; ++i) out[i] += p * v[i];
-      }
+      StridedOut out(&att_[static_cast<int64_t>(t0) * c.dim + h * hs], rows, hs,
+                     Eigen::OuterStride<>(c.dim));
+      out.noalias() = p * v;
     }
   }
 }
 
 void Session::Forward(const int32_t* tokens, int32_t n, float* logits,
-                      const LinearObserver* observer) {
+                      const LinearObserver* observer, int32_t num_layers) {
   const Config& c = model_.config;
+  Require(num_layers < 0 || (num_layers <= c.n_layers && logits == nullptr),
+          Status::kInvalidArgument,
+          "Forward: num_layers " + std::to_string(num_layers) +
+              " must be <= n_layers and needs logits == nullptr");
+  const int32_t run_layers = num_layers < 0 ? c.n_layers : num_layers;
   Require(n > 0 && n <= c.seq_len - pos_, Status::kInvalidArgument,
           "Forward: " + std::to_string(n) + " tokens at position " + std::to_string(pos_) +
               " do not fit seq_len " + std::to_string(c.seq_len));
@@ -257,7 +267,7 @@ void Session::Forward(const int32_t* tokens, int32_t n, float* logits,
             "Forward: token id " + std::to_string(tokens[t]) + " out of range");
     std::copy_n(&model_.token_embedding[tokens[t] * dim], dim, &x_[t * dim]);
   }
-  for (int layer = 0; layer < c.n_layers; ++layer) {
+  for (int layer = 0; layer < run_layers; ++layer) {
     const Model::Layer& ml = model_.layers[layer];
     RmsNorm(x_.data(), ml.rms_att.data(), n, c.dim, h_.data());
     RunLinear(layer, Linear::kWq, h_.data(), n, q_.data(), observer);

@@ -106,8 +106,11 @@ class Session {
   // Appends tokens[0..n) at positions position()..position()+n-1 and, when `logits` is not
   // null, writes the next-token logits after each: [n, vocab]. Throws Error when the sequence
   // would exceed seq_len or a token id is out of range.
+  // num_layers >= 0 runs only the first num_layers blocks (calibration: nothing after the
+  // observed layer is needed); then `logits` must be null and the session must be Reset()
+  // before it is used again, because the later layers' KV cache was not written.
   void Forward(const int32_t* tokens, int32_t n, float* logits,
-               const LinearObserver* observer = nullptr);
+               const LinearObserver* observer = nullptr, int32_t num_layers = -1);
 
  private:
   void RunLinear(int layer, Linear l, const float* x, int32_t n, float* y,
