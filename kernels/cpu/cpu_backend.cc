@@ -194,9 +194,9 @@ std::string Supports(Format format, BackendOp op, DType activation, const Matmul
   if (!IsFloatActivation(activation)) {
     return std::string("activations must be f32, f16 or bf16, got ") + DTypeName(activation);
   }
-  if (options.int8_activations) {
-    return std::string("int8 activations are not implemented on the cpu backend (format ") +
-           FormatName(format) + ")";
+  if (options.int8_activations && format != Format::kInt8 && format != Format::kInt4) {
+    return std::string("int8 activations need int8 or int4 (symmetric) weights, got ") +
+           FormatName(format);
   }
   return {};
 }
@@ -225,6 +225,41 @@ void DenseGemm(const CpuPacked& w, const MatmulArgs& a, float* y) {
   }
 }
 
+// Int8-activation path (int8 / int4 weights, always packed: their groups are multiples of
+// kChunk): stage x as float32, quantize rows to int8 on this thread, run row tasks.
+void Int8ActGemm(const CpuPacked& w, const MatmulArgs& a, float* y, Context& ctx) {
+  LOWBIT_DCHECK_INVARIANT(w.kind == CodeKind::kLut4 || w.kind == CodeKind::kInt8);
+  thread_local std::vector<float> xbuf, absmax;
+  thread_local std::vector<int8_t> q;
+  thread_local std::vector<int32_t> qsum;
+  const int64_t k = w.cols;
+  xbuf.assign(static_cast<size_t>(a.m * w.k_pad), 0.0f);
+  const size_t x_bytes = DTypeSize(a.x_dtype);
+  for (int64_t m = 0; m < a.m; ++m) {
+    ToF32(static_cast<const uint8_t*>(a.x) + m * k * x_bytes, a.x_dtype, k,
+          xbuf.data() + m * w.k_pad);
+  }
+  Int8ActProblem p;
+  p.w = &w;
+  p.m = a.m;
+  p.segment = (w.kind == CodeKind::kLut4) ? w.group : std::min(kInt8ActSegment, w.k_pad);
+  p.num_segments = (w.k_pad + p.segment - 1) / p.segment;
+  q.resize(static_cast<size_t>(a.m * w.k_pad));
+  qsum.resize(static_cast<size_t>(a.m * p.num_segments));
+  absmax.resize(static_cast<size_t>(a.m));
+  QuantizeActivationsInt8(xbuf.data(), a.m, w.k_pad, p.segment, q.data(), qsum.data(),
+                          absmax.data());
+  p.q = q.data();
+  p.qsum = qsum.data();
+  p.absmax = absmax.data();
+  p.y = y;
+  const int64_t n = w.rows;
+  const int64_t rows_per_task = (a.m == 1) ? kGemvRowsPerTask : kGemmRowsPerTask;
+  ctx.ParallelFor((n + rows_per_task - 1) / rows_per_task, [&](int64_t begin, int64_t end) {
+    GemmInt8Act(p, begin * rows_per_task, std::min(n, end * rows_per_task));
+  });
+}
+
 void Gemm(const BackendPacked& packed, const MatmulArgs& a, Context& ctx) {
   const CpuPacked& w = static_cast<const CpuPacked&>(packed);
   const int64_t n = w.rows, k = w.cols;
@@ -235,7 +270,9 @@ void Gemm(const BackendPacked& packed, const MatmulArgs& a, Context& ctx) {
     ybuf.resize(static_cast<size_t>(a.m * n));
     y = ybuf.data();
   }
-  if (w.kind == CodeKind::kDense) {
+  if (a.options.int8_activations) {
+    Int8ActGemm(w, a, y, ctx);
+  } else if (w.kind == CodeKind::kDense) {
     DenseGemm(w, a, y);
   } else {
     xbuf.assign(static_cast<size_t>(a.m * w.k_pad), 0.0f);

@@ -67,6 +67,30 @@ void GemmLut4(const GemmProblem& p, int64_t n_begin, int64_t n_end);
 void GemmByte(const GemmProblem& p, int64_t n_begin, int64_t n_end);  // kInt8, kUInt8
 void GemmFP8(const GemmProblem& p, int64_t n_begin, int64_t n_end);
 
+// ---- int8-activation path (MatmulOptions::int8_activations; matmul_int8act.cc) ----------------
+// Elements per exact int32 dot product of int8 weights: |sum| <= 8192 * 255 * 128 < 2^31 even
+// with the unsigned offset of the VNNI operands. int4 weights use their group (<= 4096).
+inline constexpr int64_t kInt8ActSegment = 8192;
+
+// Arguments of one int8-activation matmul (int8 or int4 symmetric weights), read-only to tasks.
+struct Int8ActProblem {
+  const CpuPacked* w = nullptr;
+  int64_t m = 0;
+  int64_t segment = 0;       // elements per integer dot (w->group for int4, else kInt8ActSegment)
+  int64_t num_segments = 0;  // ceil(k_pad / segment)
+  const int8_t* q = nullptr;      // [m, k_pad] activation codes, zero-padded
+  const int32_t* qsum = nullptr;  // [m, num_segments] sums of q over each segment
+  const float* absmax = nullptr;  // [m] activation row absmax (NaN for a non-finite row)
+  float* y = nullptr;             // [m, N] float32 (no bias)
+};
+
+// Quantizes m rows of x ([m, k_pad] float32, zero-padded) to int8 codes q, per-segment code sums
+// and row absmax (rule: matmul_int8act.cc). Runs on the calling thread.
+void QuantizeActivationsInt8(const float* x, int64_t m, int64_t k_pad, int64_t segment,
+                             int8_t* q, int32_t* qsum, float* absmax);
+// Rows [n_begin, n_end) of y for every m; bit-identical on every target and for any partition.
+void GemmInt8Act(const Int8ActProblem& p, int64_t n_begin, int64_t n_end);
+
 // The CPU entry of the dispatch table (cpu_backend.cc).
 extern const Backend kBackend;
 

@@ -26,10 +26,16 @@ void Span4(const uint8_t* packed, int64_t b, int64_t e, const float* table, int3
     const int32_t c = ref::Nibble(packed, i);
     out[i] = kCodebook ? table[c] * scale : static_cast<float>(c - zero) * scale;
   };
-  const Lut16 lut(table);
+  // Integer formats pass no table: the lookup is built only for codebooks (loading a nullptr
+  // table into a vector register would fault).
+  const float kNoTable[16] = {};
+  const Lut16 lut(kCodebook ? table : kNoTable);
   const auto decode = [&](VI c) {
-    return hn::Mul(kCodebook ? lut(c) : hn::ConvertTo(df, hn::Sub(c, hn::Set(di, zero))),
-                   hn::Set(df, scale));
+    if constexpr (kCodebook) {
+      return hn::Mul(lut(c), hn::Set(df, scale));
+    } else {
+      return hn::Mul(hn::ConvertTo(df, hn::Sub(c, hn::Set(di, zero))), hn::Set(df, scale));
+    }
   };
   int64_t i = b;
   if (i < e && (i & 1)) scalar(i++);

@@ -1,0 +1,339 @@
+// Int8-activation matmul (MatmulOptions::int8_activations) for int8 and int4 weights: activation
+// rows quantized to int8, exact integer dot products per weight segment, a fixed double-precision
+// epilogue. AVX-512 VNNI (vpdpbusd) on AVX3_DL, portable Highway int16 madd everywhere else.
+//
+// Semantics (identical on every target, bit for bit; docs/kernels.md):
+//   activation row m: a = absmax(x[m, :]), q[k] = clamp(round_half_even(x[k] * f32(127 / a)),
+//                     -127, 127) (a == 0: q = 0; a non-finite: the row's outputs are NaN).
+//   weight row n, segment s (int4: its group; int8: kInt8ActSegment elements):
+//                     d_s = sum_{k in s} v[n, k] * q[k]  exactly (int32), v = code - 8 (int4) or
+//                     the int8 code.
+//   int4: y = f32(((sum_s f64(d_s) * f64(scale[n, s])) * f64(a)) / 127)       (s ascending)
+//   int8: y = f32(((f64(sum_s d_s) * f64(absmax_w[n])) * f64(a)) / 16129)
+// The products f64(d_s) * f64(scale) are exact (|d_s| < 2^22), so FMA contraction cannot change
+// the result either.
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "kernels/cpu/matmul_int8act.cc"
+#include <algorithm>
+#include <limits>
+
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+#include "hwy/highway.h"
+#include "kernels/cpu/codecs-inl.h"
+
+#if HWY_TARGET == HWY_AVX3_DL
+#include <immintrin.h>
+#endif
+
+// Highway 1.0.3 compiles AVX3_DL without "avx512vnni" (its target string names only the VEX
+// "avxvnni"), although its runtime check requires AVX512-VNNI. Functions on the VNNI path add
+// the feature; every caller up to the dispatched entry carries it so that inlining works.
+#undef LOWBIT_VNNI_FN
+#if HWY_TARGET == HWY_AVX3_DL
+#define LOWBIT_VNNI_FN __attribute__((target(HWY_TARGET_STR ",avx512vnni")))
+#else
+#define LOWBIT_VNNI_FN
+#endif
+
+HWY_BEFORE_NAMESPACE();
+namespace lowbit::cpu::HWY_NAMESPACE {
+namespace {
+
+// Weight rows and activation rows computed together (R x MB integer accumulators).
+constexpr int kRows = 4;
+constexpr int kActRows = 4;
+
+// Quantizes rows of x ([m, k_pad] float32, zero-padded past k) to int8 (see the file comment)
+// and sums the codes of each segment (segment s covers [s * seg, min((s + 1) * seg, k_pad))).
+void QuantizeRows(const float* x, int64_t m, int64_t k_pad, int64_t seg, int8_t* q,
+                  int32_t* qsum, float* absmax) {
+  const DF df;
+  const DI di;
+  const hn::Rebind<int8_t, DF> d8;
+  const int64_t nseg = (k_pad + seg - 1) / seg;
+  for (int64_t r = 0; r < m; ++r) {
+    const float* xr = x + r * k_pad;
+    int8_t* qr = q + r * k_pad;
+    VF amax = hn::Zero(df);
+    VF poison = hn::Zero(df);  // becomes NaN when any element is Inf or NaN (v * 0)
+    for (int64_t k = 0; k < k_pad; k += kLanes) {
+      const VF v = hn::LoadU(df, xr + k);
+      amax = hn::Max(amax, hn::Abs(v));
+      poison = hn::Add(poison, hn::Mul(v, hn::Zero(df)));
+    }
+    float a = hn::GetLane(hn::MaxOfLanes(df, amax));
+    const float bad = hn::GetLane(hn::SumOfLanes(df, poison));
+    if (bad != 0.0f || !(a <= 3.4028234663852886e38f)) a = std::numeric_limits<float>::quiet_NaN();
+    absmax[r] = a;
+    if (!(a > 0.0f)) {  // zero row or non-finite row: codes 0
+      for (int64_t k = 0; k < k_pad; ++k) qr[k] = 0;
+    } else {
+      const VF mul = hn::Set(df, 127.0f / a);
+      const VF lo = hn::Set(df, -127.0f), hi = hn::Set(df, 127.0f);
+      for (int64_t k = 0; k < k_pad; k += kLanes) {
+        const VF v = hn::Round(hn::Mul(hn::LoadU(df, xr + k), mul));
+        const VI c = hn::ConvertTo(di, hn::Min(hn::Max(v, lo), hi));
+        hn::StoreU(hn::DemoteTo(d8, c), d8, qr + k);
+      }
+    }
+    for (int64_t s = 0; s < nseg; ++s) {
+      int32_t sum = 0;
+      const int64_t end = std::min((s + 1) * seg, k_pad);
+      for (int64_t k = s * seg; k < end; ++k) sum += qr[k];
+      qsum[r * nseg + s] = sum;
+    }
+  }
+}
+
+// ---- integer dot products over one segment ------------------------------------------------------
+// SegmentDots<R, MB>(...) sets dots[r][i] = sum over [kb, ke) of v[n0 + r, k] * q[m0 + i, k].
+
+#if HWY_TARGET == HWY_AVX3_DL
+// VNNI: vpdpbusd multiplies unsigned bytes by signed bytes. The weight operand is made unsigned
+// by an offset (int4: the nibble itself = v + 8; int8: code ^ 0x80 = v + 128), which the caller's
+// per-segment activation sums remove: d = sum (v + off) * q - off * sum q.
+
+// Sums the 16 int32 lanes of each of a, b, c, d: returns [sum a, sum b, sum c, sum d].
+LOWBIT_VNNI_FN HWY_INLINE __m128i ReduceFour(__m512i a, __m512i b, __m512i c, __m512i d) {
+  const __m512i ab = _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
+  const __m512i cd = _mm512_add_epi32(_mm512_unpacklo_epi32(c, d), _mm512_unpackhi_epi32(c, d));
+  const __m512i abcd =
+      _mm512_add_epi32(_mm512_unpacklo_epi64(ab, cd), _mm512_unpackhi_epi64(ab, cd));
+  const __m256i h = _mm256_add_epi32(_mm512_castsi512_si256(abcd),
+                                     _mm512_extracti64x4_epi64(abcd, 1));
+  return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+}
+
+template <bool kFourBit>
+LOWBIT_VNNI_FN HWY_INLINE __m512i LoadWeights64(const uint8_t* codes, int64_t k) {
+  if constexpr (kFourBit) {
+    // Two chunks of 16 bytes: low nibbles are elements 0..15, high nibbles 16..31 of a chunk.
+    const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes + k / 2));
+    const __m256i m = _mm256_set1_epi8(0x0F);
+    const __m256i lo = _mm256_and_si256(b, m);
+    const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(b, 4), m);
+    const __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+    // 128-bit lanes [lo0, lo1, hi0, hi1] -> natural order [lo0, hi0, lo1, hi1].
+    return _mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0));
+  } else {
+    return _mm512_xor_si512(_mm512_loadu_si512(codes + k), _mm512_set1_epi8(-128));
+  }
+}
+template <bool kFourBit>
+LOWBIT_VNNI_FN HWY_INLINE __m512i LoadWeights32(const uint8_t* codes, int64_t k) {  // upper half zero
+  __m256i v;
+  if constexpr (kFourBit) {
+    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + k / 2));
+    const __m128i m = _mm_set1_epi8(0x0F);
+    v = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(b, 4), m), _mm_and_si128(b, m));
+  } else {
+    v = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes + k)),
+                         _mm256_set1_epi8(-128));
+  }
+  return _mm512_zextsi256_si512(v);
+}
+
+template <bool kFourBit, int R, int MB>
+LOWBIT_VNNI_FN HWY_INLINE void SegmentDots(const uint8_t* const* codes, const int8_t* const* q,
+                                           int64_t kb, int64_t ke, const int32_t* qsum_seg,
+                                           int32_t dots[R][MB]) {
+  __m512i acc[R][MB];
+  for (int r = 0; r < R; ++r) {
+    for (int i = 0; i < MB; ++i) acc[r][i] = _mm512_setzero_si512();
+  }
+  int64_t k = kb;
+  for (; k + 64 <= ke; k += 64) {
+    __m512i w[R];
+    for (int r = 0; r < R; ++r) w[r] = LoadWeights64<kFourBit>(codes[r], k);
+    for (int i = 0; i < MB; ++i) {
+      const __m512i xv = _mm512_loadu_si512(q[i] + k);
+      for (int r = 0; r < R; ++r) acc[r][i] = _mm512_dpbusd_epi32(acc[r][i], w[r], xv);
+    }
+  }
+  if (k < ke) {  // one 32-element chunk left (segments are multiples of 32)
+    __m512i w[R];
+    for (int r = 0; r < R; ++r) w[r] = LoadWeights32<kFourBit>(codes[r], k);
+    for (int i = 0; i < MB; ++i) {
+      const __m512i xv = _mm512_zextsi256_si512(
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q[i] + k)));
+      for (int r = 0; r < R; ++r) acc[r][i] = _mm512_dpbusd_epi32(acc[r][i], w[r], xv);
+    }
+  }
+  constexpr int32_t kOffset = kFourBit ? LOWBIT_INT4_SYM_OFFSET : 128;
+  // Reduce in groups of four accumulators (flattened r-major).
+  constexpr int kCount = R * MB;
+  alignas(16) int32_t sums[kCount + 3];
+  for (int j = 0; j < kCount; j += 4) {
+    const __m512i zero = _mm512_setzero_si512();
+    const auto get = [&](int idx) { return idx < kCount ? acc[idx / MB][idx % MB] : zero; };
+    _mm_store_si128(reinterpret_cast<__m128i*>(sums + j),
+                    ReduceFour(get(j), get(j + 1), get(j + 2), get(j + 3)));
+  }
+  for (int r = 0; r < R; ++r) {
+    for (int i = 0; i < MB; ++i) dots[r][i] = sums[r * MB + i] - kOffset * qsum_seg[i];
+  }
+}
+
+#else  // portable: int16 lanes, exact madd (ReorderWidenMulAccumulate) into int32
+
+using D16 = hn::CappedTag<int16_t, 16>;
+using D32 = hn::Repartition<int32_t, D16>;
+using V16 = hn::Vec<D16>;
+using V32 = hn::Vec<D32>;
+constexpr size_t kLanes16 = hn::MaxLanes(D16());
+static_assert(16 % kLanes16 == 0, "int16 lanes must divide 16");
+constexpr size_t kVecsPerChunk = 32 / kLanes16;
+
+// Weight values v of one 32-element chunk as int16 vectors, in natural element order.
+template <bool kFourBit>
+HWY_INLINE void LoadWeightsChunk(const uint8_t* codes, int64_t k, V16* out) {
+  const D16 d16;
+  if constexpr (kFourBit) {
+    const hn::Rebind<uint8_t, D16> du8;
+    const V16 offset = hn::Set(d16, LOWBIT_INT4_SYM_OFFSET);
+    for (size_t p = 0; p < 16; p += kLanes16) {
+      const V16 b = hn::BitCast(d16, hn::PromoteTo(hn::RebindToUnsigned<D16>(),
+                                                   hn::LoadU(du8, codes + k / 2 + p)));
+      out[p / kLanes16] = hn::Sub(hn::And(b, hn::Set(d16, 0x0F)), offset);
+      out[(16 + p) / kLanes16] = hn::Sub(hn::ShiftRight<4>(b), offset);
+    }
+  } else {
+    const hn::Rebind<int8_t, D16> di8;
+    for (size_t p = 0; p < 32; p += kLanes16) {
+      out[p / kLanes16] =
+          hn::PromoteTo(d16, hn::LoadU(di8, reinterpret_cast<const int8_t*>(codes + k + p)));
+    }
+  }
+}
+
+template <bool kFourBit, int R, int MB>
+HWY_INLINE void SegmentDots(const uint8_t* const* codes, const int8_t* const* q, int64_t kb,
+                            int64_t ke, const int32_t* /*qsum_seg*/, int32_t dots[R][MB]) {
+  const D16 d16;
+  const D32 d32;
+  const hn::Rebind<int8_t, D16> di8;
+  V32 acc0[R][MB], acc1[R][MB];
+  for (int r = 0; r < R; ++r) {
+    for (int i = 0; i < MB; ++i) acc0[r][i] = acc1[r][i] = hn::Zero(d32);
+  }
+  for (int64_t k = kb; k < ke; k += kChunk) {
+    V16 w[R][kVecsPerChunk];
+    for (int r = 0; r < R; ++r) LoadWeightsChunk<kFourBit>(codes[r], k, w[r]);
+    for (int i = 0; i < MB; ++i) {
+      for (size_t v = 0; v < kVecsPerChunk; ++v) {
+        const V16 xv = hn::PromoteTo(d16, hn::LoadU(di8, q[i] + k + v * kLanes16));
+        for (int r = 0; r < R; ++r) {
+          acc0[r][i] = hn::ReorderWidenMulAccumulate(d32, w[r][v], xv, acc0[r][i], acc1[r][i]);
+        }
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    for (int i = 0; i < MB; ++i) {
+      dots[r][i] = hn::GetLane(hn::SumOfLanes(d32, hn::Add(acc0[r][i], acc1[r][i])));
+    }
+  }
+}
+
+#endif  // HWY_TARGET == HWY_AVX3_DL
+
+// y[m0 .. m0 + MB) x [n0 .. n0 + R) of one call.
+template <bool kFourBit, int R, int MB>
+LOWBIT_VNNI_FN void Block(const Int8ActProblem& p, int64_t n0, int64_t m0) {
+  const CpuPacked& w = *p.w;
+  const int64_t nseg = p.num_segments;
+  const uint8_t* codes[R];
+  const int8_t* q[MB];
+  for (int r = 0; r < R; ++r) codes[r] = w.codes.data() + (n0 + r) * w.row_bytes;
+  for (int i = 0; i < MB; ++i) q[i] = p.q + (m0 + i) * w.k_pad;
+  double acc[R][MB] = {};
+  int64_t dot64[R][MB] = {};
+  int32_t qsum_seg[MB];
+  for (int64_t s = 0; s < nseg; ++s) {
+    const int64_t kb = s * p.segment;
+    const int64_t ke = std::min(kb + p.segment, w.k_pad);
+    for (int i = 0; i < MB; ++i) qsum_seg[i] = p.qsum[(m0 + i) * nseg + s];
+    int32_t dots[R][MB];
+    SegmentDots<kFourBit, R, MB>(codes, q, kb, ke, qsum_seg, dots);
+    for (int r = 0; r < R; ++r) {
+      for (int i = 0; i < MB; ++i) {
+        if constexpr (kFourBit) {
+          acc[r][i] += static_cast<double>(dots[r][i]) *
+                       static_cast<double>(w.scales[(n0 + r) * w.groups_per_row + s]);
+        } else {
+          dot64[r][i] += dots[r][i];
+        }
+      }
+    }
+  }
+  const QuantState& st = w.state;
+  for (int r = 0; r < R; ++r) {
+    for (int i = 0; i < MB; ++i) {
+      const double a = static_cast<double>(p.absmax[m0 + i]);
+      double v;
+      if constexpr (kFourBit) {
+        v = (acc[r][i] * a) / 127.0;
+      } else {
+        const double aw = static_cast<double>(
+            st.scales[st.granularity == Granularity::kTensor ? 0 : n0 + r]);
+        v = ((static_cast<double>(dot64[r][i]) * aw) * a) / 16129.0;
+      }
+      p.y[(m0 + i) * w.rows + n0 + r] = static_cast<float>(v);
+    }
+  }
+}
+
+template <bool kFourBit, int R>
+LOWBIT_VNNI_FN void RowBlock(const Int8ActProblem& p, int64_t n0) {
+  int64_t m0 = 0;
+  for (; m0 + kActRows <= p.m; m0 += kActRows) Block<kFourBit, R, kActRows>(p, n0, m0);
+  switch (p.m - m0) {
+    case 3: Block<kFourBit, R, 3>(p, n0, m0); break;
+    case 2: Block<kFourBit, R, 2>(p, n0, m0); break;
+    case 1: Block<kFourBit, R, 1>(p, n0, m0); break;
+    default: break;
+  }
+}
+
+template <bool kFourBit>
+LOWBIT_VNNI_FN void Rows(const Int8ActProblem& p, int64_t n_begin, int64_t n_end) {
+  int64_t n = n_begin;
+  for (; n + kRows <= n_end; n += kRows) RowBlock<kFourBit, kRows>(p, n);
+  for (; n < n_end; ++n) RowBlock<kFourBit, 1>(p, n);
+}
+
+}  // namespace
+
+void QuantizeActivationsInt8Impl(const float* x, int64_t m, int64_t k_pad, int64_t segment,
+                                 int8_t* q, int32_t* qsum, float* absmax) {
+  QuantizeRows(x, m, k_pad, segment, q, qsum, absmax);
+}
+
+LOWBIT_VNNI_FN void GemmInt8ActImpl(const Int8ActProblem& p, int64_t n_begin, int64_t n_end) {
+  if (p.w->kind == CodeKind::kLut4) {
+    Rows<true>(p, n_begin, n_end);
+  } else {
+    Rows<false>(p, n_begin, n_end);
+  }
+}
+
+}  // namespace lowbit::cpu::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace lowbit::cpu {
+
+HWY_EXPORT(QuantizeActivationsInt8Impl);
+HWY_EXPORT(GemmInt8ActImpl);
+
+void QuantizeActivationsInt8(const float* x, int64_t m, int64_t k_pad, int64_t segment, int8_t* q,
+                             int32_t* qsum, float* absmax) {
+  HWY_DYNAMIC_DISPATCH(QuantizeActivationsInt8Impl)(x, m, k_pad, segment, q, qsum, absmax);
+}
+
+void GemmInt8Act(const Int8ActProblem& p, int64_t n_begin, int64_t n_end) {
+  HWY_DYNAMIC_DISPATCH(GemmInt8ActImpl)(p, n_begin, n_end);
+}
+
+}  // namespace lowbit::cpu
+#endif  // HWY_ONCE
