@@ -264,7 +264,7 @@ void Gemm(const BackendPacked& packed, const MatmulArgs& a, Context& ctx) {
   const CpuPacked& w = static_cast<const CpuPacked&>(packed);
   const int64_t n = w.rows, k = w.cols;
   // Caller-thread staging buffers, grown once and reused across calls.
-  thread_local std::vector<float> xbuf, xsum, ybuf;
+  thread_local std::vector<float> xbuf, xsum, ybuf, xlut4;
   float* y = static_cast<float*>(a.y);
   if (a.y_dtype != DType::kF32) {
     ybuf.resize(static_cast<size_t>(a.m * n));
@@ -294,6 +294,11 @@ void Gemm(const BackendPacked& packed, const MatmulArgs& a, Context& ctx) {
         }
       }
       p.xsum = xsum.data();
+    }
+    if (w.kind == CodeKind::kLut4 && a.m == 1) {
+      xlut4.resize(static_cast<size_t>(RoundUp(w.k_pad, kLut4GemvBlock)));
+      PermuteXForLut4Gemv(xbuf.data(), w.k_pad, xlut4.data());
+      p.x_lut4 = xlut4.data();
     }
     void (*kernel)(const GemmProblem&, int64_t, int64_t) =
         (w.kind == CodeKind::kLut4)                                          ? &GemmLut4

@@ -59,7 +59,32 @@ struct GemmProblem {
   const float* xsum = nullptr;  // [m, groups_per_row] sums of x over each group (asymmetric
                                 // weights only, else nullptr)
   float* y = nullptr;           // [m, N] float32 (no bias)
+  // m == 1 and kLut4 only: x reordered to the lane order of the AVX-512 LUT4 GEMV
+  // (PermuteXForLut4Gemv), [RoundUp(k_pad, kLut4GemvBlock)] with zeros past k_pad.
+  const float* x_lut4 = nullptr;
 };
+
+// The AVX-512 LUT4 GEMV reads 64 bytes (kLut4GemvBlock = 128 codes: four chunks) of a row as
+// 16 32-bit lanes and decodes nibble j (bits 4j..4j+3) of every lane with one vpermps, which
+// ignores index bits above bit 3 (so no masking or widening is needed). Lane d, nibble j of a
+// block holds chunk byte b = 4d + j / 2 (chunk b / 16, byte b % 16), high nibble for odd j, i.e.
+// element Lut4GemvElement(j, d) of the block. The kernel multiplies by x permuted to that order.
+inline constexpr int64_t kLut4GemvBlock = 128;
+inline constexpr int64_t Lut4GemvElement(int64_t j, int64_t d) {
+  return ((4 * d + j / 2) / 16) * kChunk + (4 * d + j / 2) % 16 + (j & 1) * 16;
+}
+// xp[blk * 128 + 16 * j + d] = x[blk * 128 + Lut4GemvElement(j, d)]; x holds k_pad floats, xp
+// RoundUp(k_pad, kLut4GemvBlock) (zeros past k_pad).
+inline void PermuteXForLut4Gemv(const float* x, int64_t k_pad, float* xp) {
+  for (int64_t b = 0; b < k_pad; b += kLut4GemvBlock) {
+    for (int64_t j = 0; j < 8; ++j) {
+      for (int64_t d = 0; d < 16; ++d) {
+        const int64_t e = b + Lut4GemvElement(j, d);
+        xp[b + 16 * j + d] = e < k_pad ? x[e] : 0.0f;
+      }
+    }
+  }
+}
 
 // Rows [n_begin, n_end) of y for every m. Results of a row never depend on the range it is
 // computed in (bit-identical for any partition). Per-ISA entries, defined in matmul_*.cc.
