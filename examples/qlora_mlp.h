@@ -1,6 +1,6 @@
 // examples/qlora_mlp.h — a two-layer QLoRA MLP trained on a seeded synthetic regression task.
 //
-// Shared by examples/qlora_train.cc and tests/nn_qlora_test.cc (which runs a short version).
+// Shared by examples/qlora_train.cc and tests/nn_lora_test.cc (which runs a short version).
 // Model: y = L2(relu(L1(x))), L1/L2 = Linear4bit (NF4) frozen bases, each with a LoRA adapter.
 // Task: a teacher network with the same architecture whose weights are the student's
 // DEQUANTIZED NF4 bases plus a random low-rank (rank `teacher_rank`) change, so the LoRA adapters
@@ -9,8 +9,10 @@
 #define LOWBIT_EXAMPLES_QLORA_MLP_H_
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <random>
 #include <vector>
 
@@ -34,6 +36,9 @@ struct QLoRAMlpResult {
   std::vector<double> losses;  // loss before each step, then the final loss (steps + 1 values)
   int64_t trainable_parameters = 0;
   int64_t total_parameters = 0;
+  int64_t base_bytes = 0;             // both frozen NF4 layers: payload + statistics + bias
+  int64_t adapter_bytes = 0;          // LoRA A and B of both layers, float32
+  int64_t optimizer_state_bytes = 0;  // AdamW m and v
 };
 
 // Called after each step with (step, loss before the step).
@@ -106,6 +111,9 @@ inline QLoRAMlpResult TrainQLoRAMlp(const QLoRAMlpConfig& c, const StepCallback&
   result.trainable_parameters = l1.num_trainable_parameters() + l2.num_trainable_parameters();
   result.total_parameters = result.trainable_parameters + l1.num_frozen_parameters() +
                             l2.num_frozen_parameters();
+  result.base_bytes = l1.base().StorageBytes() + l2.base().StorageBytes();
+  result.adapter_bytes = 4 * result.trainable_parameters;
+  result.optimizer_state_bytes = opt.StateBytes();
   const int64_t m = c.samples;
   std::vector<float> pre(static_cast<size_t>(m * c.hidden)), h(pre.size()), y(static_cast<size_t>(m * c.out));
   std::vector<float> gy(y.size()), gh(h.size());

@@ -110,6 +110,16 @@ void AdamW::Step() {
     if (s.quantized) {
       ref::QuantizeBlockwise8(kDynamicMap, m.data(), p.size, o.state_block_size, s.qm.data(),
                               s.absmax_m.data());
+      // bitsandbytes keeps the first moment's sign: a code whose value has the other sign (a
+      // small negative m rounding to +0) moves one code toward m's sign. Never at the ends of
+      // the map: code 0 and 255 carry m's sign already.
+      for (int64_t j = 0; j < p.size; ++j) {
+        uint8_t& c = s.qm[static_cast<size_t>(j)];
+        if (s.absmax_m[static_cast<size_t>(j / o.state_block_size)] > 0.0f &&
+            std::signbit(kDynamicMap[c]) != std::signbit(m[static_cast<size_t>(j)])) {
+          c = static_cast<uint8_t>(m[static_cast<size_t>(j)] > 0.0f ? c + 1 : c - 1);
+        }
+      }
       ref::QuantizeBlockwise8(kUnsignedDynamicMap, v.data(), p.size, o.state_block_size,
                               s.qv.data(), s.absmax_v.data());
     } else {

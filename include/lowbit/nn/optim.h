@@ -8,7 +8,12 @@
 // stored between steps as blockwise 8-bit codes (bitsandbytes' 8-bit Adam idea): m with the
 // signed dynamic map, v with the unsigned dynamic map (LOWBIT_DYNAMIC_MAP_UNSIGNED_INIT), one
 // float32 absmax per `state_block_size` elements. Each step dequantizes, updates in float32 and
-// re-quantizes with fresh absmax. Thread safety: one optimizer per thread.
+// re-quantizes with the fresh block absmax (nearest code, bitsandbytes' dQuantize rule), keeping
+// the sign of m as bitsandbytes' kOptimizerStatic8bit2StateBlockwise does (a code of the wrong
+// sign moves one step toward m's sign). Differences from that kernel, all O(ulp) or O(lr²·wd):
+// the decay is applied before the Adam update (torch.optim.AdamW order; bnb multiplies after),
+// y = m * f32(1/absmax) instead of an approximate division, and NaN/Inf gradients are not
+// skipped. Thread safety: one optimizer per thread.
 #ifndef LOWBIT_NN_OPTIM_H_
 #define LOWBIT_NN_OPTIM_H_
 
