@@ -4,9 +4,13 @@
 
 #include "lowbit/dtype.h"
 #include "lowbit/context.h"
+#include "lowbit/convert.h"
 #include "lowbit/format.h"
 #include "lowbit/format_layout.h"
 #include "lowbit/fp8.h"
+#include "lowbit/nn/linear.h"
+#include "lowbit/nn/lora.h"
+#include "lowbit/nn/optim.h"
 #include "lowbit/ops.h"
 #include "lowbit/quant_state.h"
 #include "lowbit/quantize.h"
