@@ -1,16 +1,22 @@
 // capi/lowbit_c.cc — the C ABI shims: validate, call the C++ API, catch everything, map to status.
 #include "lowbit/lowbit_c.h"
 
+#include <cstdint>
 #include <cstring>
 #include <exception>
 #include <memory>
+#include <mutex>
 #include <new>
 #include <string>
+#include <unordered_map>
 #include <utility>
+#include <vector>
 
 #include "lowbit/context.h"
 #include "lowbit/dtype.h"
 #include "lowbit/format.h"
+#include "lowbit/io/checkpoint.h"
+#include "lowbit/io/safetensors.h"
 #include "lowbit/nn/linear.h"
 #include "lowbit/ops.h"
 #include "lowbit/quant_state.h"
@@ -53,6 +59,10 @@ LOWBIT_SAME_VALUE(LOWBIT_GRANULARITY_GROUP, lowbit::Granularity::kGroup);
 LOWBIT_SAME_VALUE(LOWBIT_GRANULARITY_ROW, lowbit::Granularity::kRow);
 LOWBIT_SAME_VALUE(LOWBIT_GRANULARITY_TENSOR, lowbit::Granularity::kTensor);
 LOWBIT_SAME_VALUE(LOWBIT_GRANULARITY_NONE, lowbit::Granularity::kNone);
+LOWBIT_SAME_VALUE(LOWBIT_LAYOUT_AUTO, lowbit::io::TensorLayout::kAuto);
+LOWBIT_SAME_VALUE(LOWBIT_LAYOUT_DENSE, lowbit::io::TensorLayout::kDense);
+LOWBIT_SAME_VALUE(LOWBIT_LAYOUT_BITSANDBYTES, lowbit::io::TensorLayout::kBitsandbytes);
+LOWBIT_SAME_VALUE(LOWBIT_LAYOUT_LOWBIT, lowbit::io::TensorLayout::kLowbit);
 #undef LOWBIT_SAME_VALUE
 
 // ---- The opaque handles -----------------------------------------------------------------------
@@ -76,6 +86,82 @@ using lowbit::Error;
 using lowbit::Status;
 
 thread_local std::string g_last_error;
+
+// ---- Registry of live handles -------------------------------------------------------------------
+// Every handle handed out is recorded with its kind until destroyed, so a destroyed (or foreign,
+// or wrong-kind) pointer is reported as LOWBIT_INVALID_ARGUMENT instead of being dereferenced,
+// and a second destroy is a no-op. One mutex-guarded hash lookup per call (~20 ns), negligible
+// next to any quantize or matmul.
+enum class HandleKind { kContext, kTensor, kPacked, kLinear };
+
+template <class T> struct KindOf;
+template <> struct KindOf<lowbit_context> {
+  static constexpr HandleKind kKind = HandleKind::kContext;
+  static constexpr const char* kName = "lowbit_context_t";
+};
+template <> struct KindOf<lowbit_tensor> {
+  static constexpr HandleKind kKind = HandleKind::kTensor;
+  static constexpr const char* kName = "lowbit_tensor_t";
+};
+template <> struct KindOf<lowbit_packed> {
+  static constexpr HandleKind kKind = HandleKind::kPacked;
+  static constexpr const char* kName = "lowbit_packed_t";
+};
+template <> struct KindOf<lowbit_linear> {
+  static constexpr HandleKind kKind = HandleKind::kLinear;
+  static constexpr const char* kName = "lowbit_linear_t";
+};
+
+struct Registry {
+  std::mutex mu;
+  std::unordered_map<const void*, HandleKind> live;
+};
+// Leaked on purpose: handles may be destroyed from static destructors of the host program.
+Registry& GetRegistry() {
+  static Registry* registry = new Registry;
+  return *registry;
+}
+
+// Takes ownership of `handle`, records it, and returns the raw pointer for the caller.
+template <class T>
+T* Publish(std::unique_ptr<T> handle) {
+  Registry& r = GetRegistry();
+  std::lock_guard<std::mutex> lock(r.mu);
+  r.live.emplace(handle.get(), KindOf<T>::kKind);  // may throw bad_alloc: handle is then freed
+  return handle.release();
+}
+
+// Throws Error(kInvalidArgument) unless `p` is a live handle of kind T.
+template <class T>
+void RequireLive(const T* p, const char* name) {
+  if (p == nullptr) throw Error(Status::kInvalidArgument, std::string(name) + " is NULL");
+  Registry& r = GetRegistry();
+  std::lock_guard<std::mutex> lock(r.mu);
+  const auto it = r.live.find(p);
+  if (it == r.live.end() || it->second != KindOf<T>::kKind) {
+    throw Error(Status::kInvalidArgument,
+                std::string(name) + " is not a live " + KindOf<T>::kName +
+                    " (already destroyed, never created, or a different kind of handle)");
+  }
+}
+
+// Deletes `p` if it is a live handle of kind T; otherwise (NULL, destroyed, foreign) does nothing.
+template <class T>
+void Destroy(T* p) noexcept {
+  if (p == nullptr) return;
+  try {
+    Registry& r = GetRegistry();
+    {
+      std::lock_guard<std::mutex> lock(r.mu);
+      const auto it = r.live.find(p);
+      if (it == r.live.end() || it->second != KindOf<T>::kKind) return;
+      r.live.erase(it);
+    }
+    delete p;
+  } catch (...) {
+    // std::mutex::lock failing is the only source; leaking is the safe outcome.
+  }
+}
 
 lowbit_status Fail(lowbit_status status, const char* function, const char* message) noexcept {
   try {
@@ -137,7 +223,11 @@ lowbit::Format ToFormat(lowbit_format format) {
   return static_cast<lowbit::Format>(v);
 }
 
-lowbit::Context* ContextOrNull(lowbit_context_t* ctx) { return ctx ? &ctx->ctx : nullptr; }
+lowbit::Context* ContextOrNull(lowbit_context_t* ctx) {
+  if (ctx == nullptr) return nullptr;
+  RequireLive(ctx, "ctx");
+  return &ctx->ctx;
+}
 
 void CopyStats(const lowbit::ErrorStats& s, lowbit_error_stats* out) {
   out->mean_abs = s.mean_abs;
@@ -149,10 +239,20 @@ void CopyStats(const lowbit::ErrorStats& s, lowbit_error_stats* out) {
   out->count = s.count;
 }
 
+// Throws kInvalidArgument when a * b overflows int64 (a, b > 0): such a buffer cannot exist.
+void RequireProductFits(int64_t a, int64_t b, const char* what) {
+  if (a > INT64_MAX / b) {
+    throw Error(Status::kInvalidArgument, std::string(what) + " = " + std::to_string(a) + " x " +
+                                              std::to_string(b) + " overflows int64");
+  }
+}
+
 void CheckMatmulDims(const lowbit::PackedWeight& w, int64_t m, int64_t k, int64_t n) {
   RequirePositive(m, "m");
   RequirePositive(k, "k");
   RequirePositive(n, "n");
+  RequireProductFits(m, k, "m * k");
+  RequireProductFits(m, n, "m * n");
   if (k != w.cols() || n != w.rows()) {
     throw Error(Status::kInvalidArgument,
                 "weight is [" + std::to_string(w.rows()) + ", " + std::to_string(w.cols()) +
@@ -193,15 +293,15 @@ lowbit_status lowbit_format_from_name(const char* name, lowbit_format* out_forma
 lowbit_status lowbit_context_create(int32_t num_threads, lowbit_context_t** out_ctx) {
   return Guard(__func__, [&] {
     RequireNotNull(out_ctx, "out_ctx");
-    *out_ctx = new lowbit_context(num_threads);
+    *out_ctx = Publish(std::make_unique<lowbit_context>(num_threads));
   });
 }
 
-void lowbit_context_destroy(lowbit_context_t* ctx) { delete ctx; }
+void lowbit_context_destroy(lowbit_context_t* ctx) { Destroy(ctx); }
 
 lowbit_status lowbit_context_num_threads(const lowbit_context_t* ctx, int32_t* out_num_threads) {
   return Guard(__func__, [&] {
-    RequireNotNull(ctx, "ctx");
+    RequireLive(ctx, "ctx");
     RequireNotNull(out_num_threads, "out_num_threads");
     *out_num_threads = ctx->ctx.num_threads();
   });
@@ -229,6 +329,16 @@ lowbit_status lowbit_quantize(lowbit_format format, const void* data, lowbit_dty
                                                 std::to_string(LOWBIT_MAX_DIMS) + "], got " +
                                                 std::to_string(ndim));
     }
+    int64_t elements = 1;
+    for (int32_t i = 0; i < ndim; ++i) {
+      if (shape[i] <= 0) {
+        throw Error(Status::kInvalidArgument, "shape[" + std::to_string(i) +
+                                                  "] must be positive, got " +
+                                                  std::to_string(shape[i]));
+      }
+      RequireProductFits(elements, shape[i], "number of elements");
+      elements *= shape[i];
+    }
     lowbit::QuantizeOptions o;
     if (options != nullptr) {
       if (options->struct_size != sizeof(lowbit_quantize_options)) {
@@ -249,16 +359,16 @@ lowbit_status lowbit_quantize(lowbit_format format, const void* data, lowbit_dty
                                        lowbit::Shape(shape, shape + ndim)};
     auto t = std::make_unique<lowbit_tensor>();
     t->q = lowbit::Quantize(ToFormat(format), view, o);
-    *out_tensor = t.release();
+    *out_tensor = Publish(std::move(t));
   });
 }
 
-void lowbit_tensor_destroy(lowbit_tensor_t* tensor) { delete tensor; }
+void lowbit_tensor_destroy(lowbit_tensor_t* tensor) { Destroy(tensor); }
 
 lowbit_status lowbit_dequantize(const lowbit_tensor_t* tensor, void* out, lowbit_dtype dtype,
                                 int64_t count) {
   return Guard(__func__, [&] {
-    RequireNotNull(tensor, "tensor");
+    RequireLive(tensor, "tensor");
     RequireNotNull(out, "out");
     RequirePositive(count, "count");
     const int64_t n = tensor->q.state.num_elements();
@@ -273,7 +383,7 @@ lowbit_status lowbit_dequantize(const lowbit_tensor_t* tensor, void* out, lowbit
 
 lowbit_status lowbit_tensor_get_info(const lowbit_tensor_t* tensor, lowbit_tensor_info* out_info) {
   return Guard(__func__, [&] {
-    RequireNotNull(tensor, "tensor");
+    RequireLive(tensor, "tensor");
     RequireNotNull(out_info, "out_info");
     const lowbit::QuantInfo qi = lowbit::GetQuantInfo(tensor->q);
     if (qi.shape.size() > LOWBIT_MAX_DIMS) {
@@ -300,7 +410,7 @@ lowbit_status lowbit_tensor_get_info(const lowbit_tensor_t* tensor, lowbit_tenso
 lowbit_status lowbit_tensor_payload(const lowbit_tensor_t* tensor, const uint8_t** out_data,
                                     int64_t* out_bytes) {
   return Guard(__func__, [&] {
-    RequireNotNull(tensor, "tensor");
+    RequireLive(tensor, "tensor");
     RequireNotNull(out_data, "out_data");
     RequireNotNull(out_bytes, "out_bytes");
     *out_data = tensor->q.data.data();
@@ -311,7 +421,7 @@ lowbit_status lowbit_tensor_payload(const lowbit_tensor_t* tensor, const uint8_t
 lowbit_status lowbit_tensor_scales(const lowbit_tensor_t* tensor, float* out, int64_t capacity,
                                    int64_t* out_count) {
   return Guard(__func__, [&] {
-    RequireNotNull(tensor, "tensor");
+    RequireLive(tensor, "tensor");
     RequireNotNull(out_count, "out_count");
     if (capacity < 0) {
       throw Error(Status::kInvalidArgument, "capacity is negative: " + std::to_string(capacity));
@@ -355,7 +465,7 @@ lowbit_status lowbit_tensor_error(const lowbit_tensor_t* tensor, const void* ori
                                   lowbit_dtype dtype, int64_t count,
                                   lowbit_error_stats* out_stats) {
   return Guard(__func__, [&] {
-    RequireNotNull(tensor, "tensor");
+    RequireLive(tensor, "tensor");
     RequireNotNull(original, "original");
     RequireNotNull(out_stats, "out_stats");
     RequirePositive(count, "count");
@@ -377,29 +487,29 @@ lowbit_status lowbit_tensor_error(const lowbit_tensor_t* tensor, const void* ori
 lowbit_status lowbit_pack(const lowbit_tensor_t* weight, const char* backend,
                           lowbit_packed_t** out_packed) {
   return Guard(__func__, [&] {
-    RequireNotNull(weight, "weight");
+    RequireLive(weight, "weight");
     RequireNotNull(out_packed, "out_packed");
     auto p = std::make_unique<lowbit_packed>();
     p->w = lowbit::Pack(weight->q, backend ? backend : "");
-    *out_packed = p.release();
+    *out_packed = Publish(std::move(p));
   });
 }
 
-void lowbit_packed_destroy(lowbit_packed_t* packed) { delete packed; }
+void lowbit_packed_destroy(lowbit_packed_t* packed) { Destroy(packed); }
 
 lowbit_status lowbit_unpack(const lowbit_packed_t* packed, lowbit_tensor_t** out_tensor) {
   return Guard(__func__, [&] {
-    RequireNotNull(packed, "packed");
+    RequireLive(packed, "packed");
     RequireNotNull(out_tensor, "out_tensor");
     auto t = std::make_unique<lowbit_tensor>();
     t->q = lowbit::Unpack(packed->w);
-    *out_tensor = t.release();
+    *out_tensor = Publish(std::move(t));
   });
 }
 
 lowbit_status lowbit_packed_get_info(const lowbit_packed_t* packed, lowbit_packed_info* out_info) {
   return Guard(__func__, [&] {
-    RequireNotNull(packed, "packed");
+    RequireLive(packed, "packed");
     RequireNotNull(out_info, "out_info");
     lowbit_packed_info info;
     std::memset(&info, 0, sizeof(info));
@@ -416,7 +526,7 @@ lowbit_status lowbit_gemv(const lowbit_packed_t* weight, const void* x, lowbit_d
                           int64_t k, void* y, lowbit_dtype y_dtype, int64_t n, const float* bias,
                           lowbit_context_t* ctx) {
   return Guard(__func__, [&] {
-    RequireNotNull(weight, "weight");
+    RequireLive(weight, "weight");
     RequireNotNull(x, "x");
     RequireNotNull(y, "y");
     CheckMatmulDims(weight->w, 1, k, n);
@@ -429,12 +539,54 @@ lowbit_status lowbit_gemm(const lowbit_packed_t* weight, const void* x, lowbit_d
                           int64_t m, int64_t k, void* y, lowbit_dtype y_dtype, int64_t n,
                           const float* bias, lowbit_context_t* ctx) {
   return Guard(__func__, [&] {
-    RequireNotNull(weight, "weight");
+    RequireLive(weight, "weight");
     RequireNotNull(x, "x");
     RequireNotNull(y, "y");
     CheckMatmulDims(weight->w, m, k, n);
     lowbit::Gemm(weight->w, {x, ToDType(x_dtype, "x_dtype"), {m, k}},
                  {y, ToDType(y_dtype, "y_dtype"), {m, n}}, bias, ContextOrNull(ctx));
+  });
+}
+
+// ---- Safetensors files --------------------------------------------------------------------------
+
+lowbit_status lowbit_save_tensors(const char* path, const char* const* prefixes,
+                                  const lowbit_tensor_t* const* tensors, int64_t count,
+                                  lowbit_layout layout) {
+  return Guard(__func__, [&] {
+    RequireNotNull(path, "path");
+    RequireNotNull(prefixes, "prefixes");
+    RequireNotNull(tensors, "tensors");
+    RequirePositive(count, "count");
+    const int l = static_cast<int>(layout);
+    if (l < LOWBIT_LAYOUT_AUTO || l > LOWBIT_LAYOUT_LOWBIT) {
+      throw Error(Status::kInvalidArgument, "unknown layout " + std::to_string(l) +
+                                                " (auto = 0, dense = 1, bitsandbytes = 2, "
+                                                "lowbit = 3)");
+    }
+    std::vector<lowbit::io::CheckpointItem> items(static_cast<size_t>(count));
+    for (int64_t i = 0; i < count; ++i) {
+      const std::string index = "[" + std::to_string(i) + "]";
+      RequireNotNull(prefixes[i], ("prefixes" + index).c_str());
+      RequireLive(tensors[i], ("tensors" + index).c_str());
+      items[static_cast<size_t>(i)].name = prefixes[i];
+      items[static_cast<size_t>(i)].quantized = &tensors[i]->q;
+      items[static_cast<size_t>(i)].layout = static_cast<lowbit::io::TensorLayout>(l);
+    }
+    lowbit::io::SaveCheckpoint(path, items);
+  });
+}
+
+lowbit_status lowbit_load_tensor(const char* path, const char* prefix,
+                                 lowbit_tensor_t** out_tensor) {
+  return Guard(__func__, [&] {
+    RequireNotNull(path, "path");
+    RequireNotNull(prefix, "prefix");
+    RequireNotNull(out_tensor, "out_tensor");
+    const lowbit::io::SafetensorsFile file = lowbit::io::SafetensorsFile::Open(path);
+    auto t = std::make_unique<lowbit_tensor>();
+    t->q = lowbit::io::LoadQuantizedTensor(file, prefix);
+    *out_tensor = Publish(std::move(t));
   });
 }
 
@@ -456,7 +608,7 @@ lowbit_status lowbit_linear4bit_create(int64_t in_features, int64_t out_features
     o.compute_dtype = ToDType(compute_dtype, "compute_dtype");
     auto layer = std::make_unique<lowbit_linear>();
     layer->layer = lowbit::nn::Linear4bit::FromLinear(in_features, out_features, w, bias, o);
-    *out_layer = layer.release();
+    *out_layer = Publish(std::move(layer));
   });
 }
 
@@ -464,12 +616,12 @@ lowbit_status lowbit_linear4bit_from_tensor(const lowbit_tensor_t* weight, const
                                             lowbit_dtype compute_dtype,
                                             lowbit_linear_t** out_layer) {
   return Guard(__func__, [&] {
-    RequireNotNull(weight, "weight");
+    RequireLive(weight, "weight");
     RequireNotNull(out_layer, "out_layer");
     const lowbit::DType dtype = ToDType(compute_dtype, "compute_dtype");
     auto layer = std::make_unique<lowbit_linear>();
     layer->layer = lowbit::nn::Linear4bit::FromQuantized(weight->q, bias, dtype);
-    *out_layer = layer.release();
+    *out_layer = Publish(std::move(layer));
   });
 }
 
@@ -486,21 +638,23 @@ lowbit_status lowbit_linear8bit_create(int64_t in_features, int64_t out_features
     o.threshold = threshold;
     auto layer = std::make_unique<lowbit_linear>();
     layer->layer = lowbit::nn::Linear8bit::FromLinear(in_features, out_features, w, bias, o);
-    *out_layer = layer.release();
+    *out_layer = Publish(std::move(layer));
   });
 }
 
-void lowbit_linear_destroy(lowbit_linear_t* layer) { delete layer; }
+void lowbit_linear_destroy(lowbit_linear_t* layer) { Destroy(layer); }
 
 lowbit_status lowbit_linear_forward(const lowbit_linear_t* layer, const void* x,
                                     lowbit_dtype x_dtype, int64_t m, void* y,
                                     lowbit_dtype y_dtype, lowbit_context_t* ctx) {
   return Guard(__func__, [&] {
-    RequireNotNull(layer, "layer");
+    RequireLive(layer, "layer");
     RequireNotNull(x, "x");
     RequireNotNull(y, "y");
     RequirePositive(m, "m");
     const lowbit::nn::QuantLinear& l = *layer->layer;
+    RequireProductFits(m, l.in_features(), "m * in_features");
+    RequireProductFits(m, l.out_features(), "m * out_features");
     l.Forward({x, ToDType(x_dtype, "x_dtype"), {m, l.in_features()}},
               {y, ToDType(y_dtype, "y_dtype"), {m, l.out_features()}}, ContextOrNull(ctx));
   });
@@ -509,7 +663,7 @@ lowbit_status lowbit_linear_forward(const lowbit_linear_t* layer, const void* x,
 lowbit_status lowbit_linear_get_info(const lowbit_linear_t* layer, int64_t* out_in_features,
                                      int64_t* out_out_features, lowbit_format* out_weight_format) {
   return Guard(__func__, [&] {
-    RequireNotNull(layer, "layer");
+    RequireLive(layer, "layer");
     RequireNotNull(out_in_features, "out_in_features");
     RequireNotNull(out_out_features, "out_out_features");
     RequireNotNull(out_weight_format, "out_weight_format");

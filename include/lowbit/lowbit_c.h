@@ -10,9 +10,14 @@
  *   resets it to "".
  * - Handles are opaque. A function that returns a handle through out_* transfers ownership to the
  *   caller, who releases it with the matching *_destroy (which accepts NULL as a no-op).
- *   Functions taking a handle borrow it for the duration of the call only.
+ *   Functions taking a handle borrow it for the duration of the call only. The library keeps a
+ *   registry of live handles: passing a destroyed handle, or a handle of the wrong kind, to any
+ *   function returns LOWBIT_INVALID_ARGUMENT instead of touching freed memory, and destroying a
+ *   handle twice is a no-op (unless its address was meanwhile reused for a new handle of the
+ *   same kind, which the registry cannot tell apart).
  * - Nothing crosses this boundary as a C++ exception, abort or exit: out-of-memory is
- *   LOWBIT_OUT_OF_MEMORY, anything unexpected is LOWBIT_INTERNAL.
+ *   LOWBIT_OUT_OF_MEMORY, anything unexpected is LOWBIT_INTERNAL. (A broken internal invariant,
+ *   i.e. a lowbit bug, still ends in lowbit's fatal handler, which aborts.)
  * - Thread safety: distinct handles may be used from distinct threads concurrently. Const
  *   handles (tensors, packed weights, layers passed as const) may be shared by threads for
  *   reading; a lowbit_context_t serves one call at a time, so threads that run ops concurrently
@@ -234,6 +239,32 @@ LOWBIT_C_API lowbit_status lowbit_gemm(const lowbit_packed_t* weight, const void
                                        lowbit_dtype x_dtype, int64_t m, int64_t k, void* y,
                                        lowbit_dtype y_dtype, int64_t n, const float* bias,
                                        lowbit_context_t* ctx);
+
+/* ---- Safetensors files ----------------------------------------------------------------------
+ * Quantized tensors are stored under a module prefix P (e.g. "model.layers.0.mlp.down_proj.";
+ * may be ""): the keys are P "weight" plus the layout's statistic keys (docs/c-api.md,
+ * include/lowbit/io/checkpoint.h). */
+
+/* How a tensor is laid out in a file, numbered as lowbit::io::TensorLayout. */
+typedef enum lowbit_layout {
+  LOWBIT_LAYOUT_AUTO = 0,         /* bitsandbytes for nf4/fp4, dense for f32/f16/bf16, else lowbit */
+  LOWBIT_LAYOUT_DENSE = 1,        /* one plain tensor (f32/f16/bf16 only) */
+  LOWBIT_LAYOUT_BITSANDBYTES = 2, /* bnb 4-bit (nf4/fp4 blocks) or LLM.int8 (int8 rows, 2-D) */
+  LOWBIT_LAYOUT_LOWBIT = 3        /* lowbit native: every format, versioned */
+} lowbit_layout;
+
+/* Writes count tensors to the safetensors file at path, atomically (temp file + rename: on any
+ * failure the previous file is untouched). prefixes[i] is the module prefix of tensors[i]; all
+ * keys must be distinct. Arrays and handles are borrowed. count >= 1. */
+LOWBIT_C_API lowbit_status lowbit_save_tensors(const char* path, const char* const* prefixes,
+                                               const lowbit_tensor_t* const* tensors,
+                                               int64_t count, lowbit_layout layout);
+/* Loads the tensor stored under prefix in the safetensors file at path (layout auto-detected:
+ * bitsandbytes 4/8-bit, lowbit native, or a dense f32/f16/bf16 P "weight"). The caller owns
+ * *out_tensor. Missing prefix: LOWBIT_INVALID_ARGUMENT; unreadable file: LOWBIT_IO_ERROR;
+ * malformed file: LOWBIT_CORRUPT_DATA; newer/unknown lowbit format: LOWBIT_UNSUPPORTED_FORMAT. */
+LOWBIT_C_API lowbit_status lowbit_load_tensor(const char* path, const char* prefix,
+                                              lowbit_tensor_t** out_tensor);
 
 /* ---- Linear layers ------------------------------------------------------------------------ */
 
