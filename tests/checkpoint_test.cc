@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -69,11 +70,11 @@ void WriteFile(const std::string& path, const std::vector<uint8_t>& bytes) {
 
 // A safetensors image from a header string and the data region, per the spec (LE64 length).
 std::vector<uint8_t> ImageFromHeader(const std::string& header, const std::vector<uint8_t>& data) {
-  std::vector<uint8_t> b(8);
   const uint64_t n = header.size();
+  std::vector<uint8_t> b(8 + header.size() + data.size());
   for (int i = 0; i < 8; ++i) b[static_cast<size_t>(i)] = static_cast<uint8_t>(n >> (8 * i));
-  b.insert(b.end(), header.begin(), header.end());
-  b.insert(b.end(), data.begin(), data.end());
+  std::copy(header.begin(), header.end(), b.begin() + 8);
+  if (!data.empty()) std::memcpy(b.data() + 8 + header.size(), data.data(), data.size());
   return b;
 }
 
@@ -467,6 +468,61 @@ TEST_F(CheckpointTest, BnbSaveMatchesIndependentParse) {
   const SafetensorsFile f = SafetensorsFile::Open(Path("out.safetensors"));
   EXPECT_EQ(f.metadata().at("format"), "pt");
   EXPECT_EQ(DequantizeToF32(LoadQuantizedTensor(f, P)), DequantizeToF32(nf4));
+}
+
+TEST_F(CheckpointTest, RealModelFileReadsAndRequantizesToBnbLayout) {
+  // stories260K: a real checkpoint written by another safetensors implementation.
+  const std::string src = std::string(LOWBIT_SOURCE_DIR) + "/models/stories260K/stories260K.safetensors";
+  const std::vector<uint8_t> raw_bytes = ReadFile(src);
+  ASSERT_GT(raw_bytes.size(), 1000u) << src;
+  const std::map<std::string, ParsedTensor> raw = ParseRaw(raw_bytes);
+  const SafetensorsFile f = SafetensorsFile::Open(src);
+  ASSERT_EQ(f.tensors().size(), raw.size());
+  for (const TensorInfo& t : f.tensors()) {
+    const ParsedTensor& r = raw.at(t.name);
+    EXPECT_EQ(SafetensorsDTypeName(t.dtype), r.dtype) << t.name;
+    EXPECT_EQ(t.shape, r.shape) << t.name;
+    ASSERT_EQ(t.size, r.bytes.size()) << t.name;
+    EXPECT_EQ(std::memcmp(f.data(t), r.bytes.data(), t.size), 0) << t.name;
+  }
+  EXPECT_EQ(f.metadata().count("config"), 1u);
+  // Quantize every 2-D linear weight to NF4 + double quant in the bitsandbytes layout, keep the
+  // rest (norms, embeddings) as plain tensors, and read it all back.
+  std::vector<QuantizedTensor> qs;
+  qs.reserve(f.tensors().size());
+  std::vector<CheckpointItem> items;
+  std::vector<std::vector<float>> floats;
+  floats.reserve(f.tensors().size());
+  for (const TensorInfo& t : f.tensors()) {
+    const bool linear = t.shape.size() == 2 && t.name.rfind("tok_embeddings", 0) != 0;
+    floats.push_back(f.CopyAsF32(t));
+    if (linear) {
+      qs.push_back(QuantizeNF4({floats.back().data(), DType::kF32, t.shape}, 64, true));
+      items.push_back({t.name.substr(0, t.name.size() - 6), {}, &qs.back(), TensorLayout::kBitsandbytes});
+    } else {
+      items.push_back({t.name, f.View(t), nullptr, TensorLayout::kAuto});
+    }
+  }
+  SaveCheckpoint(Path("q.safetensors"), items, f.metadata());
+  const SafetensorsFile g = SafetensorsFile::Open(Path("q.safetensors"));
+  EXPECT_EQ(g.metadata(), f.metadata());
+  size_t quantized = 0;
+  for (const CheckpointEntry& e : ListQuantizedModules(g)) {
+    if (e.layout != TensorLayout::kBitsandbytes) {
+      EXPECT_EQ(std::memcmp(g.data(g.Get(e.name)), f.data(f.Get(e.name)), static_cast<size_t>(e.bytes)), 0);
+      continue;
+    }
+    ++quantized;
+    EXPECT_EQ(e.format_name, "nf4");
+    EXPECT_GT(e.bits_per_weight, 4.0) << e.name;  // small matrices: the 1 KiB maps dominate
+    const QuantizedTensor q = LoadQuantizedTensor(g, e.prefix);
+    const std::vector<float> orig = f.CopyAsF32(f.Get(e.name));
+    const ErrorStats st = EstimateError({orig.data(), DType::kF32, q.shape()},
+                                        {DequantizeToF32(q).data(), DType::kF32, q.shape()});
+    EXPECT_LT(st.rel_l2, 0.15) << e.name;  // NF4 on Gaussian-like weights: ~0.1
+  }
+  EXPECT_EQ(quantized, qs.size());
+  EXPECT_EQ(quantized, 35u);  // 5 layers x (wq wk wv wo w1 w2 w3)
 }
 
 TEST(CheckpointJsonTest, QuantStateJsonAndPythonRepr) {
