@@ -248,10 +248,11 @@ TEST(Linear8bit, WeightOnlyPathEqualsDequantizedMatmul) {
   }
 }
 
-// Independent LLM.int8 reference in float64 (bitsandbytes §4): outlier columns have any
-// |x| >= threshold; row_stats = max |x| over the elements below the threshold; the inlier part
-// uses CA = round_half_even(x * 127 / row_stats) with outlier columns zeroed, times CB, scaled by
-// row_stats * SCB / 127²; the outlier columns use x times the dequantized weight CB * SCB / 127.
+// Independent LLM.int8 reference in float64 (bitsandbytes §4, linear.h): outlier columns have
+// any |x| >= threshold; row_stats = max |x| over the non-outlier columns of the row; the inlier
+// part uses CA = round_half_even(x * 127 / row_stats) with outlier columns zeroed, times CB,
+// scaled by row_stats * SCB / 127²; the outlier columns use x times the dequantized weight
+// CB * SCB / 127.
 MatD RefLlmInt8(const std::vector<float>& x, int64_t m, int64_t k, const QuantizedTensor& w,
                 const std::vector<float>& bias, float threshold) {
   const int64_t n = w.state.shape[0];
@@ -271,8 +272,9 @@ MatD RefLlmInt8(const std::vector<float>& x, int64_t m, int64_t k, const Quantiz
   for (int64_t i = 0; i < m; ++i) {
     double stat = 0;
     for (int64_t c = 0; c < k; ++c) {
-      const double v = std::abs(x[static_cast<size_t>(i * k + c)]);
-      if (threshold == 0 || v < threshold) stat = std::max(stat, v);
+      if (!outlier[static_cast<size_t>(c)]) {
+        stat = std::max(stat, double{std::abs(x[static_cast<size_t>(i * k + c)])});
+      }
     }
     std::vector<double> ca(static_cast<size_t>(k), 0.0);
     for (int64_t c = 0; c < k; ++c) {
@@ -329,6 +331,20 @@ TEST(Linear8bit, LlmInt8MatchesIndependentReference) {
                   "threshold " + std::to_string(threshold) + (per_channel ? " row" : " tensor"));
     }
   }
+}
+
+TEST(Linear8bit, NoOutliersInBatchEqualsPlainInt8) {
+  const int64_t k = 96, n = 32, m = 4;
+  const std::vector<float> w = Randn(n * k, 55, 0.1), b = Randn(n, 56);
+  Linear8bitOptions plain_o, llm_o;
+  plain_o.has_fp16_weights = llm_o.has_fp16_weights = false;
+  llm_o.threshold = 6.0f;
+  auto plain = Linear8bit::FromLinear(k, n, w.data(), b.data(), plain_o);
+  auto llm = Linear8bit::FromLinear(k, n, w.data(), b.data(), llm_o);
+  const std::vector<float> x = Randn(m * k, 57, 0.5);  // |x| < 6 everywhere
+  EXPECT_EQ(RunForward(*llm, x, m), RunForward(*plain, x, m));
+  ExpectClose(RunForward(*llm, x, m), RefLlmInt8(x, m, k, llm->weight(), b, 6.0f), 1e-6, 2e-3,
+              "no outliers");
 }
 
 TEST(Linear8bit, OutliersCloserToFloatThanPlainInt8) {

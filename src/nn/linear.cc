@@ -2,7 +2,6 @@
 // LLM.int8 outlier decomposition of Linear8bit.
 #include "lowbit/nn/linear.h"
 
-#include <Eigen/Core>
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -12,10 +11,6 @@
 namespace lowbit::nn {
 
 namespace {
-
-using RowMajorF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-using RowMajorI32 = Eigen::Matrix<int32_t, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-using RowMajorI8 = Eigen::Matrix<int8_t, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
 std::string Kib(int64_t bytes) {
   char buf[32];
@@ -169,52 +164,68 @@ void Linear8bit::Forward(const ConstTensorView& x, const TensorView& y, Context*
     QuantLinear::Forward(x, y, ctx);
     return;
   }
-  ForwardInt8(x, y);
+  ForwardInt8(x, y, ctx);
 }
 
-void Linear8bit::ForwardInt8(const ConstTensorView& x, const TensorView& y) const {
+void Linear8bit::ForwardInt8(const ConstTensorView& x, const TensorView& y, Context* ctx) const {
   const int64_t k = in_features_, n = out_features_;
   const int64_t m = RowsOf(x, k, "Linear8bit x");
   Require(ValidateView(y, "Linear8bit y") == m * n && y.shape.back() == n,
           Status::kInvalidArgument,
           "Linear8bit: y " + ShapeToString(y.shape) + " must hold [" + std::to_string(m) + ", " +
               std::to_string(n) + "]");
+  MatmulOptions int8;
+  int8.int8_activations = true;
+  const float* bias = has_bias() ? bias_.data() : nullptr;
   std::vector<float> xf(static_cast<size_t>(m * k));
   ToF32(x.data, x.dtype, m * k, xf.data());
-  const Int8VectorwiseResult a =
-      Int8VectorwiseQuant(ConstTensorView{xf.data(), DType::kF32, {m, k}}, options_.threshold);
-
-  // Inlier part: exact int32 CA·CBᵀ, then bnb int8_mm_dequant C * row_stats * SCB / 127².
-  Eigen::Map<const RowMajorI8> ca(a.codes.data(), m, k);
-  Eigen::Map<const RowMajorI8> cb(reinterpret_cast<const int8_t*>(weight_.data.data()), n, k);
-  const RowMajorI32 c = ca.cast<int32_t>() * cb.cast<int32_t>().transpose();
-  const std::vector<float>& scb = weight_.state.scales;
-  const bool per_row = weight_.state.granularity == Granularity::kRow;
-  constexpr float kInvQmaxSq = LOWBIT_INT8_INV_QMAX * LOWBIT_INT8_INV_QMAX;
-  std::vector<float> out(static_cast<size_t>(m * n));
-  for (int64_t i = 0; i < m; ++i) {
-    for (int64_t j = 0; j < n; ++j) {
-      const float col = scb[per_row ? j : 0];
-      float v = static_cast<float>(c(i, j)) * a.row_stats[i] * col * kInvQmaxSq;
-      if (has_bias()) v += bias_[j];
-      out[i * n + j] = v;
+  // Outlier columns: any |x| >= threshold (bnb int8_vectorwise_quant; NaN never qualifies).
+  std::vector<int64_t> cols;
+  if (options_.threshold > 0.0f) {
+    std::vector<char> is_outlier(static_cast<size_t>(k), 0);
+    for (int64_t i = 0; i < m * k; ++i) {
+      if (std::fabs(xf[static_cast<size_t>(i)]) >= options_.threshold) is_outlier[i % k] = 1;
+    }
+    for (int64_t c = 0; c < k; ++c) {
+      if (is_outlier[static_cast<size_t>(c)]) cols.push_back(c);
     }
   }
+  if (cols.empty()) {  // plain int8 x int8 (threshold 0, or no outliers in this batch)
+    Matmul(packed(), x, y, int8, bias, ctx);
+    return;
+  }
+  // Inlier part: the outlier columns zeroed, the int8-activation matmul (row absmax over the
+  // remaining columns, exact int32 dots, scaled by row_stats * SCB / 127²).
+  std::vector<float> outlier_x(static_cast<size_t>(m) * cols.size());
+  for (int64_t i = 0; i < m; ++i) {
+    for (size_t c = 0; c < cols.size(); ++c) {
+      float& v = xf[static_cast<size_t>(i * k + cols[c])];
+      outlier_x[static_cast<size_t>(i) * cols.size() + c] = v;
+      v = 0.0f;
+    }
+  }
+  std::vector<float> out(static_cast<size_t>(m * n));
+  Matmul(packed(), ConstTensorView{xf.data(), DType::kF32, {m, k}},
+         TensorView{out.data(), DType::kF32, {m, n}}, int8, bias, ctx);
   // Outlier part: out += X[:, cols] · (CB[:, cols] * SCB / 127)ᵀ in float; bnb rounds the
   // dequantized columns to A.dtype, so a 16-bit x gets 16-bit weight columns.
-  std::vector<float> wcol(static_cast<size_t>(n));
+  const int8_t* cb = reinterpret_cast<const int8_t*>(weight_.data.data());
+  const std::vector<float>& scb = weight_.state.scales;
+  const bool per_row = weight_.state.granularity == Granularity::kRow;
   const bool round_cols = x.dtype == DType::kF16 || x.dtype == DType::kBF16;
-  for (const int64_t col : a.outlier_cols) {
+  std::vector<float> wcol(static_cast<size_t>(n));
+  std::vector<uint16_t> tmp(round_cols ? static_cast<size_t>(n) : 0);
+  for (size_t c = 0; c < cols.size(); ++c) {
     for (int64_t j = 0; j < n; ++j) {
-      wcol[j] = static_cast<float>(cb(j, col)) * scb[per_row ? j : 0] * LOWBIT_INT8_INV_QMAX;
+      wcol[j] = static_cast<float>(cb[j * k + cols[c]]) * scb[per_row ? j : 0] *
+                LOWBIT_INT8_INV_QMAX;
     }
     if (round_cols) {
-      std::vector<uint16_t> tmp(static_cast<size_t>(n));
       FromF32(wcol.data(), n, tmp.data(), x.dtype);
       ToF32(tmp.data(), x.dtype, n, wcol.data());
     }
     for (int64_t i = 0; i < m; ++i) {
-      const float xv = xf[i * k + col];
+      const float xv = outlier_x[static_cast<size_t>(i) * cols.size() + c];
       for (int64_t j = 0; j < n; ++j) out[i * n + j] += xv * wcol[j];
     }
   }

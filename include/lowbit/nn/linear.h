@@ -107,11 +107,15 @@ struct Linear8bitOptions {
 // After QuantizeWeights() (or when constructed with has_fp16_weights = false) the weight is int8
 // and, with symmetric weights and int8_activations (the default), Forward is LLM.int8
 // (bnb int8_mixed_scaled_mm, reference §4):
-//   (CA, row_stats, cols) = Int8VectorwiseQuant(x, threshold)   (threshold 0: no outlier cols)
+//   cols = columns of x holding any |x| >= threshold (none when threshold == 0)
+//   x_in = x with those columns zeroed; row_stats[i] = max_c |x_in[i, c]|
+//   CA = round_half_even(x_in * 127 / row_stats)   (Matmul with MatmulOptions::int8_activations)
 //   y = f32(CA·CBᵀ) * row_stats[i] * SCB[j] / 127²  +  x[:, cols] · (CB[:, cols] * SCB / 127)ᵀ + b
 // CA·CBᵀ is exact in int32; the outlier product is float32 with the dequantized weight columns
-// rounded to x's dtype first when x is f16/bf16 (bnb casts them to A.dtype). Otherwise Forward
-// is the float Matmul on the int8 weight (weight-only quantization).
+// rounded to x's dtype first when x is f16/bf16 (bnb casts them to A.dtype). For M = 1 this is
+// bnb's result; for M > 1 bnb's row_stats also count sub-threshold values in outlier columns
+// (which it then zeroes), so lowbit's inlier scale is never coarser. Otherwise Forward is the
+// float Matmul on the int8 weight (weight-only quantization).
 class Linear8bit : public QuantLinear {
  public:
   // Kaiming-uniform initialized from `seed`.
@@ -138,7 +142,7 @@ class Linear8bit : public QuantLinear {
              const Linear8bitOptions& options, NoInit);
   Format QuantizedFormat() const;
   // The LLM.int8 path (int8 activations, outlier columns with |x| >= threshold in float).
-  void ForwardInt8(const ConstTensorView& x, const TensorView& y) const;
+  void ForwardInt8(const ConstTensorView& x, const TensorView& y, Context* ctx) const;
 
   Linear8bitOptions options_;
 };
