@@ -42,12 +42,19 @@ Subcommand AddDequantizeCommand(CLI::App& app);
 Subcommand AddInspectCommand(CLI::App& app);
 Subcommand AddErrorCommand(CLI::App& app);
 Subcommand AddBenchCommand(CLI::App& app);
+Subcommand AddConvertCommand(CLI::App& app);
 
 // Parses a format spec "nf4", "int4", "fp8_e4m3", ... (FormatFromName) and throws UsageError
 // listing the valid names when unknown.
 Format ParseFormat(const std::string& name);
 // Comma-separated list of every format name, for help texts and messages.
 std::string FormatNameList();
+
+// Writes a Hugging Face config.json holding only {"quantization_config": {...}} for a
+// bitsandbytes checkpoint of `format` (nf4/fp4: load_in_4bit; int8: load_in_8bit), with
+// llm_int8_skip_modules = `skip_modules` (null when empty). Throws Error(kIoError).
+void WriteBnbQuantizationConfig(const std::string& path, Format format, bool double_quant,
+                                const std::vector<std::string>& skip_modules);
 
 // A left/right aligned text table written to a FILE.
 class Table {

@@ -4,9 +4,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdarg>
+#include <fstream>
 
 #include "cli.h"
 #include "lowbit/format.h"
+#include "lowbit/io/checkpoint.h"
 #include "lowbit/status.h"
 
 namespace lowbit::cli {
@@ -26,6 +28,25 @@ Format ParseFormat(const std::string& name) {
   } catch (const Error&) {
     throw UsageError("unknown format '" + name + "' (valid: " + FormatNameList() + ")");
   }
+}
+
+void WriteBnbQuantizationConfig(const std::string& path, Format format, bool double_quant,
+                                const std::vector<std::string>& skip_modules) {
+  io::BnbQuantizationConfig c;
+  c.load_in_4bit = format != Format::kInt8;
+  c.quant_type = format == Format::kFP4 ? Format::kFP4 : Format::kNF4;
+  c.use_double_quant = double_quant;
+  c.llm_int8_skip_modules = skip_modules;
+  const std::string block = io::BnbQuantizationConfigJson(c);
+  std::string indented;  // the block, one level deeper inside the enclosing object
+  for (const char ch : block) {
+    indented += ch;
+    if (ch == '\n') indented += "  ";
+  }
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << "{\n  \"quantization_config\": " << indented << "\n}\n";
+  out.flush();
+  if (!out) throw Error(Status::kIoError, "cannot write '" + path + "'");
 }
 
 Table::Table(std::vector<std::string> headers) : headers_(std::move(headers)) {

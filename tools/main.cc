@@ -28,7 +28,8 @@ int Run(int argc, char** argv) {
                                         std::to_string(LOWBIT_FORMAT_VERSION) + ")");
   std::vector<Subcommand> commands = {AddReportCommand(app),     AddQuantizeCommand(app),
                                       AddDequantizeCommand(app), AddInspectCommand(app),
-                                      AddErrorCommand(app),      AddBenchCommand(app)};
+                                      AddErrorCommand(app),      AddConvertCommand(app),
+                                      AddBenchCommand(app)};
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

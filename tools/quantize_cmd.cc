@@ -2,7 +2,9 @@
 // out, tensor by tensor with bounded memory.
 #include <fnmatch.h>
 
+#include <algorithm>
 #include <chrono>
+#include <iterator>
 #include <memory>
 #include <string>
 #include <vector>
@@ -28,6 +30,7 @@ struct QuantizeCommandOptions {
   bool double_quant = false;
   std::vector<std::string> skip;
   int threads = 0;
+  std::string config_json;
   bool quiet = false;
 };
 
@@ -54,15 +57,31 @@ bool ShouldQuantize(const io::TensorInfo& t, const std::vector<std::string>& ski
          (t.name == "weight" || EndsWith(t.name, ".weight")) && !IsSkipped(t.name, skip);
 }
 
-// An upper bound of the output header: every key any layout may write for a quantized module,
-// with the widest shapes, so the writer never has to move the data region at Commit.
+// An upper bound of the output header: every key the chosen layout may write for a quantized
+// module (docs: lowbit/io/checkpoint.h), with dimensions no statistic can exceed (the element
+// count), so the writer never has to move the data region at Commit and the padding stays small.
 uint64_t OutputHeaderBound(const io::SafetensorsFile& in, const std::vector<bool>& quantize,
-                           const io::Metadata& metadata) {
-  static const char* const kSuffixes[] = {
-      "", ".absmax", ".quant_map", ".nested_absmax", ".nested_quant_map",
-      ".quant_state.bitsandbytes__nf4", ".lowbit_state", ".scales", ".zero_points", ".codebook",
-      ".nested_codes", ".nested_code", ".nested_offset"};
-  const Shape wide = {int64_t{1} << 40, int64_t{1} << 40};
+                           Format format, io::TensorLayout layout, const io::Metadata& metadata) {
+  static const char* const kBnb4[] = {"weight", "weight.absmax", "weight.quant_map",
+                                      "weight.nested_absmax", "weight.nested_quant_map",
+                                      "weight.quant_state.bitsandbytes__nf4"};
+  static const char* const kBnb8[] = {"weight", "SCB", "weight_format"};
+  static const char* const kLowbit[] = {
+      "weight", "weight.lowbit_state", "weight.scales", "weight.zero_points", "weight.codebook",
+      "weight.nested_codes", "weight.nested_absmax", "weight.nested_code", "weight.nested_offset"};
+  static const char* const kDense[] = {"weight"};
+  std::vector<const char*> keys;
+  if (IsDense(format)) {
+    keys.assign(std::begin(kDense), std::end(kDense));
+  } else if (layout == io::TensorLayout::kBitsandbytes) {
+    if (format == Format::kInt8) {
+      keys.assign(std::begin(kBnb8), std::end(kBnb8));
+    } else {
+      keys.assign(std::begin(kBnb4), std::end(kBnb4));
+    }
+  } else {
+    keys.assign(std::begin(kLowbit), std::end(kLowbit));
+  }
   std::vector<io::TensorSpec> specs;
   for (size_t i = 0; i < in.tensors().size(); ++i) {
     const io::TensorInfo& t = in.tensors()[i];
@@ -71,9 +90,8 @@ uint64_t OutputHeaderBound(const io::SafetensorsFile& in, const std::vector<bool
       continue;
     }
     const std::string prefix = t.name.substr(0, t.name.size() - 6);  // strip "weight"
-    for (const char* suffix : kSuffixes) specs.push_back({t.name + suffix, DType::kF32, wide});
-    specs.push_back({prefix + "SCB", DType::kF32, wide});
-    specs.push_back({prefix + "weight_format", DType::kU8, {}});
+    const int64_t n = std::max<int64_t>(t.num_elements(), 4096);  // >= any JSON state length
+    for (const char* key : keys) specs.push_back({prefix + key, DType::kF32, {n, n}});
   }
   return io::SafetensorsHeaderBound(specs, metadata);
 }
@@ -88,6 +106,9 @@ int RunQuantize(const QuantizeCommandOptions& o) {
       (format == Format::kNF4 || format == Format::kFP4 || format == Format::kInt8)
           ? io::TensorLayout::kBitsandbytes
           : io::TensorLayout::kAuto;
+  if (!o.config_json.empty() && layout != io::TensorLayout::kBitsandbytes) {
+    throw UsageError("--config-json needs a bitsandbytes format (nf4, fp4, int8)");
+  }
   const auto start = std::chrono::steady_clock::now();
   const io::SafetensorsFile in = io::SafetensorsFile::Open(o.input);
   for (const io::CheckpointEntry& e : io::ListQuantizedModules(in)) {
@@ -102,7 +123,8 @@ int RunQuantize(const QuantizeCommandOptions& o) {
   io::Metadata metadata = in.metadata();
   metadata["lowbit.quantize"] = Fmt("format=%s block_size=%lld double_quant=%d", FormatName(format),
                                     static_cast<long long>(o.block_size), o.double_quant ? 1 : 0);
-  io::SafetensorsWriter writer(o.output, metadata, OutputHeaderBound(in, quantize, metadata));
+  io::SafetensorsWriter writer(o.output, metadata,
+                               OutputHeaderBound(in, quantize, format, layout, metadata));
   Context ctx(o.threads);
   Progress progress(static_cast<int64_t>(in.tensors().size()), o.quiet);
   int64_t quantized = 0, copied = 0, weights = 0, quantized_bytes = 0, in_bytes = 0;
@@ -126,6 +148,9 @@ int RunQuantize(const QuantizeCommandOptions& o) {
   }
   writer.Commit();
   progress.Finish();
+  if (!o.config_json.empty()) {
+    WriteBnbQuantizationConfig(o.config_json, format, o.double_quant, o.skip);
+  }
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::printf("wrote %s: %lld tensors quantized to %s (%s layout), %lld copied; %s -> %s",
@@ -168,7 +193,17 @@ int RunDequantize(const DequantizeCommandOptions& o) {
     const bool quantized =
         e.layout == io::TensorLayout::kBitsandbytes || e.layout == io::TensorLayout::kLowbit;
     if (!quantized) {
-      CopyTensor(in, in.Get(e.name), writer);
+      const io::TensorInfo& t = in.Get(e.name);
+      if (force_dtype && IsFloatActivation(t.dtype) && t.dtype != forced) {
+        // --dtype makes every float tensor that dtype, plain ones included.
+        const std::vector<float> f32 = in.CopyAsF32(t);
+        std::vector<uint8_t> out(f32.size() * DTypeSize(forced));
+        FromF32(f32.data(), static_cast<int64_t>(f32.size()), out.data(), forced);
+        writer.Add(t.name, forced, t.shape, out.data(), out.size());
+        progress.Step(e.name, Fmt("%s -> %s", DTypeName(t.dtype), DTypeName(forced)));
+        continue;
+      }
+      CopyTensor(in, t, writer);
       progress.Step(e.name, "copied");
       continue;
     }
@@ -208,6 +243,9 @@ Subcommand AddQuantizeCommand(CLI::App& app) {
                   "over the whole name ('*' crosses dots); others match as substrings");
   sub->add_option("-j,--threads", o->threads, "worker threads; 0 = all cores")
       ->check(CLI::NonNegativeNumber);
+  sub->add_option("--config-json", o->config_json,
+                  "also write a config.json holding the transformers quantization_config block "
+                  "(nf4, fp4, int8)");
   sub->add_flag("-q,--quiet", o->quiet, "no per-tensor progress");
   sub->footer("nf4/fp4/int8 are written in the bitsandbytes layout (loadable by transformers); "
               "other formats in lowbit's native layout. See docs/cli.md.");
@@ -222,7 +260,8 @@ Subcommand AddDequantizeCommand(CLI::App& app) {
       ->required();
   sub->add_option("output", o->output, "output .safetensors file")->required();
   sub->add_option("--dtype", o->dtype,
-                  "f32, f16 or bf16 (default: each tensor's original dtype)");
+                  "f32, f16 or bf16 for every float tensor, plain ones included (default: each "
+                  "quantized tensor's original dtype; plain tensors copied as they are)");
   sub->add_flag("-q,--quiet", o->quiet, "no per-tensor progress");
   return {sub, [o] { return RunDequantize(*o); }};
 }
