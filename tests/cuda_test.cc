@@ -20,6 +20,7 @@
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/device_codecs.h"
 #include "kernels/cuda/device_runtime.h"
+#include "kernels/cuda/gemv_lane.h"
 #include "kernels/cuda/weight_view.h"
 #include "lowbit/fp8.h"
 #include "lowbit/ops.h"
@@ -223,6 +224,84 @@ TEST(DeviceCodecs, DequantElementIsBitExactForEveryFormat) {
       for (int64_t i = 0; i < q.state.num_elements(); ++i) {
         ASSERT_EQ(Bits(cuda::DequantElement(hv.view, i)), Bits(want[i])) << FormatName(dense);
       }
+    }
+  }
+}
+
+// The fused GEMV kernel's per-lane function run for all 32 lanes of a row on the host.
+template <cuda::WKind kKind, bool kZeros>
+float HostGemvRow(const cuda::GemvArgs& a, int64_t r) {
+  float acc = 0.0f;
+  for (int lane = 0; lane < cuda::kWarpLanes; ++lane) {
+    switch (a.x_type) {
+      case cuda::DenseType::kF32:
+        acc += cuda::GemvLaneSum<kKind, kZeros, cuda::DenseType::kF32>(a, a.lut16, r, lane);
+        break;
+      case cuda::DenseType::kF16:
+        acc += cuda::GemvLaneSum<kKind, kZeros, cuda::DenseType::kF16>(a, a.lut16, r, lane);
+        break;
+      case cuda::DenseType::kBF16:
+        acc += cuda::GemvLaneSum<kKind, kZeros, cuda::DenseType::kBF16>(a, a.lut16, r, lane);
+        break;
+    }
+  }
+  return cuda::GemvFinish<kKind>(a, r, acc);
+}
+
+float HostGemvRowAny(const cuda::GemvArgs& a, int64_t r) {
+  const bool z = a.w.zeros != nullptr;
+  switch (a.w.kind) {
+    case cuda::WKind::kLut4:
+      return z ? HostGemvRow<cuda::WKind::kLut4, true>(a, r) : HostGemvRow<cuda::WKind::kLut4, false>(a, r);
+    case cuda::WKind::kInt8: return HostGemvRow<cuda::WKind::kInt8, false>(a, r);
+    case cuda::WKind::kUInt8: return HostGemvRow<cuda::WKind::kUInt8, true>(a, r);
+    case cuda::WKind::kE4M3: return HostGemvRow<cuda::WKind::kE4M3, false>(a, r);
+    case cuda::WKind::kE5M2: return HostGemvRow<cuda::WKind::kE5M2, false>(a, r);
+    default: ADD_FAILURE() << "no fused GEMV for this kind"; return 0.0f;
+  }
+}
+
+TEST(DeviceCodecs, FusedGemvLaneLogicMatchesReference) {
+  // K = 320: 10 chunks per row, so lanes 0..9 work and the two-chunk step has a ragged tail;
+  // nf4 block 256 spans rows, int4 group 128 leaves a short last group.
+  const int64_t n = 40, k = 320;
+  const std::vector<float> w = RandomWeights(n * k, 59, 0.05f);
+  const std::vector<float> bias = RandomWeights(n, 61, 0.1f);
+  for (const Case& c : AllCases()) {
+    if (c.format == Format::kBlockwise8) continue;
+    const QuantizedTensor q = QuantizeCase(c, w, {n, k});
+    std::vector<float> wf(static_cast<size_t>(n * k));
+    GetFormatInfo(q.state.format).reference_dequantize(q, wf.data());
+    const HostView hv(q);
+    for (const DType xd : {DType::kF32, DType::kF16, DType::kBF16}) {
+      std::vector<uint8_t> xb(static_cast<size_t>(k) * DTypeSize(xd));
+      const std::vector<float> x0 = RandomWeights(k, 67);
+      FromF32(x0.data(), k, xb.data(), xd);
+      std::vector<float> xf(static_cast<size_t>(k));
+      ToF32(xb.data(), xd, k, xf.data());
+      cuda::GemvArgs a;
+      a.w = hv.view;
+      std::memcpy(a.lut16, hv.lut16, sizeof(a.lut16));
+      a.rows = n;
+      a.cols = k;
+      a.x = xb.data();
+      a.x_type = (xd == DType::kF32) ? cuda::DenseType::kF32
+                 : (xd == DType::kF16) ? cuda::DenseType::kF16 : cuda::DenseType::kBF16;
+      a.bias = bias.data();
+      std::vector<float> got(static_cast<size_t>(n));
+      std::vector<double> want(static_cast<size_t>(n));
+      for (int64_t r = 0; r < n; ++r) {
+        got[r] = HostGemvRowAny(a, r);
+        double acc = bias[r];
+        for (int64_t kk = 0; kk < k; ++kk) acc += static_cast<double>(wf[r * k + kk]) * xf[kk];
+        want[r] = acc;
+      }
+      double num = 0, den = 0;
+      for (int64_t r = 0; r < n; ++r) {
+        num += (got[r] - want[r]) * (got[r] - want[r]);
+        den += want[r] * want[r];
+      }
+      EXPECT_LT(num / den, 1e-11) << Describe(q) << " x " << DTypeName(xd);
     }
   }
 }

@@ -19,8 +19,17 @@
 #else
 #define LOWBIT_HD inline
 #endif
+// Full unrolling of constant-trip loops in device code (GCC would warn about the pragma).
+#if defined(__CUDA_ARCH__)
+#define LOWBIT_UNROLL _Pragma("unroll")
+#else
+#define LOWBIT_UNROLL
+#endif
 
 namespace lowbit::cuda {
+
+// Element type of a dense buffer (activations, outputs, dequantized tiles).
+enum class DenseType : uint8_t { kF32 = 0, kF16 = 1, kBF16 = 2 };
 
 // How the bytes of a weight decode (one per format family; chosen on the host from Format).
 enum class WKind : uint8_t {
@@ -187,9 +196,7 @@ LOWBIT_HD float DequantElement(const WeightView& w, int64_t i) {
 LOWBIT_HD uint32_t EncodeNF4(float y) {
   const float t[15] = LOWBIT_NF4_THRESHOLDS_INIT;
   uint32_t code = 0;
-#if defined(__CUDA_ARCH__)
-#pragma unroll
-#endif
+  LOWBIT_UNROLL
   for (int i = 0; i < 15; ++i) code += (y > t[i]) ? 1u : 0u;
   return code;
 }
@@ -200,9 +207,7 @@ LOWBIT_HD uint32_t EncodeFP4(float y) {
   const uint32_t sign = (y < 0.0f) ? LOWBIT_FP4_SIGN_BIT : 0u;
   const float a = fabsf(y);
   uint32_t magnitude = 0;
-#if defined(__CUDA_ARCH__)
-#pragma unroll
-#endif
+  LOWBIT_UNROLL
   for (int i = 0; i < 7; ++i) magnitude = (a > t[i]) ? codes[i] : magnitude;
   return sign | magnitude;
 }

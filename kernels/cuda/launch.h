@@ -14,9 +14,6 @@
 
 namespace lowbit::cuda {
 
-// Element type of a dense device buffer (activations, outputs, dequantized tiles).
-enum class DenseType : uint8_t { kF32 = 0, kF16 = 1, kBF16 = 2 };
-
 // out[j] = element (begin + j) of `w` for j < count, converted to `out_type` (round to nearest
 // even). With out_type kF32 the values are bit-identical to the reference dequantize.
 void LaunchDequantize(const WeightView& w, int64_t begin, int64_t count, void* out,
