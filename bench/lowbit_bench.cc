@@ -7,6 +7,9 @@
 //   BM_Gemv/<format>/<act>/<NxK|stream>/threads:<t>
 //   BM_Gemm/<format>/<act>/M<m>/<N>x<K>/threads:<t>
 //   BM_Quantize/<format>, BM_Dequantize/<format>
+// <act> is the activation dtype (f32; bf16 for the 4-bit formats) or `int8`: float32 input
+// with MatmulOptions::int8_activations (rows quantized to int8, integer dot products; int4 and
+// int8 weights only).
 // Google Benchmark appends "/real_time" (all use wall time: the work runs on a pool) and, with
 // --benchmark_repetitions, the aggregate suffixes "_mean", "_median", "_stddev", "_cv".
 // Quantized formats go through lowbit's public API only (Quantize, Pack, Gemv, Gemm,
@@ -39,10 +42,11 @@ namespace bench {
 namespace {
 
 constexpr int64_t kMiB = int64_t{1} << 20;
-// BM_MemRead buffer: 1 GiB, far beyond any last-level cache, so every byte comes from DRAM.
-constexpr int64_t kMemReadMiB = 1024;
-// BM_MemRead splits the buffer into this many tasks (16 MiB each); a thread reads a contiguous
-// run of tasks as kMemReadStreams concurrent streams.
+// BM_MemRead buffer: at least 1 GiB and at least as large as the `stream` GEMV set (4x the L3),
+// so that every byte comes from DRAM; a multiple of kMemReadTasks MiB.
+constexpr int64_t kMemReadFloorMiB = 1024;
+// BM_MemRead splits the buffer into this many tasks; a thread reads a contiguous run of tasks
+// as kMemReadStreams concurrent streams.
 constexpr int64_t kMemReadTasks = 64;
 // The `stream` GEMV set holds at least this many bytes of weights, and at least
 // kStreamL3Multiple times the L3, so that each GEMV reads its matrix from DRAM.
@@ -60,12 +64,26 @@ struct FormatCase {
   bool eigen;        // the f32 Eigen baseline instead of a lowbit format
   Format format;
   bool bf16_act;     // also benchmark bf16 activations (the 4-bit formats)
+  bool int8_act;     // also benchmark the int8-activation path (int4, int8)
 };
 const FormatCase kFormats[] = {
-    {"f32_eigen", true, Format::kF32, false}, {"nf4", false, Format::kNF4, true},
-    {"fp4", false, Format::kFP4, true},       {"int4", false, Format::kInt4, true},
-    {"int8", false, Format::kInt8, false},    {"fp8_e4m3", false, Format::kFP8E4M3, false},
+    {"f32_eigen", true, Format::kF32, false, false}, {"nf4", false, Format::kNF4, true, false},
+    {"fp4", false, Format::kFP4, true, false},       {"int4", false, Format::kInt4, true, true},
+    {"int8", false, Format::kInt8, false, true},     {"fp8_e4m3", false, Format::kFP8E4M3, false, false},
 };
+
+// Activation cases: a dtype, or float32 run through the int8-activation path.
+struct ActCase {
+  const char* name;
+  DType dtype;
+  bool int8;
+};
+const ActCase kActs[] = {{"f32", DType::kF32, false}, {"bf16", DType::kBF16, false},
+                         {"int8", DType::kF32, true}};
+bool Applies(const FormatCase& f, const ActCase& a) {
+  if (a.int8) return f.int8_act;
+  return a.dtype == DType::kF32 || f.bf16_act;
+}
 
 struct MatrixShape {
   int64_t n, k;
@@ -82,7 +100,8 @@ const MatrixShape kGemmShape = {4096, 4096, "4096x4096", false};
 
 // L3 cache size in bytes as the kernel's cache topology reports it for cpu0 (what lscpu
 // prints; on chiplet CPUs the slice one core can use, not the sum over the package), then
-// sysconf, then 32 MiB (this dev machine's L3) when neither reports it.
+// sysconf, then 32 MiB (a common desktop L3) when neither reports it. In a VM this is what the
+// hypervisor advertises (480 MiB on the machine docs/performance.md was measured on).
 int64_t L3Bytes() {
   std::ifstream in("/sys/devices/system/cpu/cpu0/cache/index3/size");
   int64_t value = 0;
@@ -185,9 +204,12 @@ struct Activations {
   std::vector<float> f32;
   std::vector<BF16> bf16;
   ConstTensorView view;
+  MatmulOptions options;
 };
-Activations MakeActivations(DType act, int64_t m, int64_t k) {
+Activations MakeActivations(const ActCase& act_case, int64_t m, int64_t k) {
+  const DType act = act_case.dtype;
   Activations a;
+  a.options.int8_activations = act_case.int8;
   const std::vector<float>& values = RandomValues(m * k);
   a.f32.assign(values.begin(), values.end());
   Shape shape = m == 1 ? Shape{k} : Shape{m, k};
@@ -223,22 +245,22 @@ void RunMatmul(const FormatCase& f, WeightSet& set, size_t index, const Activati
     return;
   }
   const TensorView yv{y.data(), DType::kF32, m == 1 ? Shape{n} : Shape{m, n}};
-  if (m == 1) {
-    Gemv(set.packed[index], x.view, yv, nullptr, &ctx);
-  } else {
-    Gemm(set.packed[index], x.view, yv, nullptr, &ctx);
-  }
+  Matmul(set.packed[index], x.view, yv, x.options, nullptr, &ctx);
+}
+
+int64_t MemReadMiB() {
+  const int64_t mib = std::max(kMemReadFloorMiB, (StreamSetBytes() + kMiB - 1) / kMiB);
+  return (mib + kMemReadTasks - 1) / kMemReadTasks * kMemReadTasks;
 }
 
 void BM_MemRead(benchmark::State& state, int threads) {
-  static hwy::AlignedFreeUniquePtr<uint8_t[]> buffer;
-  const int64_t bytes = kMemReadMiB * kMiB;
-  if (!buffer) {
-    buffer = hwy::AllocateAligned<uint8_t>(static_cast<size_t>(bytes));
-    for (int64_t i = 0; i < bytes; ++i) buffer[i] = static_cast<uint8_t>(i * 131);
-  }
-  const int64_t task_bytes = bytes / kMemReadTasks;
-  static_assert((kMemReadMiB * kMiB / kMemReadTasks) % kMemReadGranule == 0, "task granule");
+  // Allocated per benchmark and freed after it (it is as large as a GEMV stream set).
+  const int64_t bytes = MemReadMiB() * kMiB;
+  const int64_t task_bytes = bytes / kMemReadTasks;  // a multiple of 1 MiB
+  static_assert(kMiB % kMemReadGranule == 0, "task granule");
+  hwy::AlignedFreeUniquePtr<uint8_t[]> buffer =
+      hwy::AllocateAligned<uint8_t>(static_cast<size_t>(bytes));
+  for (int64_t i = 0; i < bytes; ++i) buffer[i] = static_cast<uint8_t>(i * 131);
   Context& ctx = ContextFor(threads);
   for (auto _ : state) {
     std::atomic<uint64_t> checksum{0};
@@ -264,7 +286,7 @@ bool TryOrSkip(benchmark::State& state, const Fn& fn) {
   }
 }
 
-void BM_Gemv(benchmark::State& state, FormatCase f, MatrixShape s, DType act, int threads) {
+void BM_Gemv(benchmark::State& state, FormatCase f, MatrixShape s, ActCase act, int threads) {
   WeightSet* set = nullptr;
   Activations x;
   std::vector<float> y(static_cast<size_t>(s.n));
@@ -290,7 +312,7 @@ void BM_Gemv(benchmark::State& state, FormatCase f, MatrixShape s, DType act, in
   if (f.eigen) state.SetLabel(std::string("eigen ") + EigenIsa());
 }
 
-void BM_Gemm(benchmark::State& state, FormatCase f, MatrixShape s, DType act, int64_t m,
+void BM_Gemm(benchmark::State& state, FormatCase f, MatrixShape s, ActCase act, int64_t m,
              int threads) {
   WeightSet* set = nullptr;
   Activations x;
@@ -345,18 +367,18 @@ std::string ThreadsSuffix(int threads) { return "/threads:" + std::to_string(thr
 void RegisterAll() {
   for (int t : kThreadCounts) {
     benchmark::RegisterBenchmark(
-        ("BM_MemRead/" + std::to_string(kMemReadMiB) + ThreadsSuffix(t)).c_str(), BM_MemRead, t)
+        ("BM_MemRead/" + std::to_string(MemReadMiB()) + ThreadsSuffix(t)).c_str(), BM_MemRead, t)
         ->UseRealTime()
         ->Unit(benchmark::kMillisecond);
   }
   // Shape outermost, then format: consecutive benchmarks share one weight set.
   for (const MatrixShape& s : kGemvShapes) {
     for (const FormatCase& f : kFormats) {
-      for (DType act : {DType::kF32, DType::kBF16}) {
-        if (act == DType::kBF16 && !f.bf16_act) continue;
+      for (const ActCase& act : kActs) {
+        if (!Applies(f, act)) continue;
         for (int t : kThreadCounts) {
-          const std::string name = std::string("BM_Gemv/") + f.name + "/" + DTypeName(act) +
-                                   "/" + s.label + ThreadsSuffix(t);
+          const std::string name = std::string("BM_Gemv/") + f.name + "/" + act.name + "/" +
+                                   s.label + ThreadsSuffix(t);
           benchmark::RegisterBenchmark(name.c_str(), BM_Gemv, f, s, act, t)
               ->UseRealTime()
               ->Unit(benchmark::kMicrosecond);
@@ -365,12 +387,12 @@ void RegisterAll() {
     }
   }
   for (const FormatCase& f : kFormats) {
-    for (DType act : {DType::kF32, DType::kBF16}) {
-      if (act == DType::kBF16 && !f.bf16_act) continue;
+    for (const ActCase& act : kActs) {
+      if (!Applies(f, act)) continue;
       for (int64_t m : kGemmBatches) {
         for (int t : kThreadCounts) {
-          const std::string name = std::string("BM_Gemm/") + f.name + "/" + DTypeName(act) +
-                                   "/M" + std::to_string(m) + "/" + kGemmShape.label +
+          const std::string name = std::string("BM_Gemm/") + f.name + "/" + act.name + "/M" +
+                                   std::to_string(m) + "/" + kGemmShape.label +
                                    ThreadsSuffix(t);
           benchmark::RegisterBenchmark(name.c_str(), BM_Gemm, f, kGemmShape, act, m, t)
               ->UseRealTime()
