@@ -13,6 +13,12 @@ the iterations it finds. Columns:
                     quantize/dequantize, DRAM bytes for MemRead) or the FLOP/s counter (GEMM)
   vs f32_eigen      speed-up in time over f32_eigen with the same shape, M and threads
   of MemRead        GB/s as a fraction of BM_MemRead with the same thread count (GEMV only)
+  cpu/wall          main-thread CPU time / wall time: 1.00 when the benchmark had its cores to
+                    itself; lower values mean other processes took the CPU (shared machines)
+
+With --time cpu, single-thread rows use the main thread's CPU time instead of wall time
+(robust when other processes share the cores; multi-thread rows keep wall time, since the
+main thread's CPU time misses the workers).
 """
 
 import argparse
@@ -52,8 +58,10 @@ def collect(doc):
         if b.get("error_occurred"):
             continue
         name = base_name(b.get("run_name", b["name"]))
+        scale = TIME_SCALE[b.get("time_unit", "ns")]
         row = {
-            "seconds": b["real_time"] * TIME_SCALE[b.get("time_unit", "ns")],
+            "seconds": b["real_time"] * scale,
+            "cpu_seconds": b.get("cpu_time", b["real_time"]) * scale,
             "bps": b.get("bytes_per_second"),
             "flops": b.get("FLOP/s"),
         }
@@ -69,7 +77,7 @@ def collect(doc):
             continue
         out[name] = {
             key: (statistics.median(r[key] for r in rows) if rows[0][key] is not None else None)
-            for key in ("seconds", "bps", "flops")
+            for key in ("seconds", "cpu_seconds", "bps", "flops")
         }
     for name, row in medians.items():
         out.setdefault(name, row)
@@ -88,11 +96,28 @@ def fmt_ratio(x):
     return "" if x is None else f"{x:.2f}x"
 
 
-def table(results):
+def use_cpu_time(row):
+    """The row re-timed with the main thread's CPU time (rates scaled to match)."""
+    if not row["cpu_seconds"]:
+        return row
+    k = row["seconds"] / row["cpu_seconds"]
+    out = dict(row)
+    out["seconds"] = row["cpu_seconds"]
+    for key in ("bps", "flops"):
+        if row[key] is not None:
+            out[key] = row[key] * k
+    return out
+
+
+def table(results, time_mode="wall"):
     parsed = []
     for name, row in results.items():
         kind, f = parse(name)
         if kind:
+            busy = row["cpu_seconds"] / row["seconds"] if row["seconds"] else None
+            if time_mode == "cpu" and f.get("t", "1") == "1":
+                row = use_cpu_time(row)
+            row = dict(row, busy=busy)
             parsed.append((kind, f, row))
     memread = {f["t"]: row["bps"] for kind, f, row in parsed if kind == "MemRead"}
     eigen = {}
@@ -101,7 +126,7 @@ def table(results):
             eigen[(kind, f["shape"], f.get("m"), f["t"])] = row["seconds"]
 
     header = ["op", "format", "act", "shape", "threads", "GB/s or GFLOP/s", "time",
-              "vs f32_eigen", "of MemRead"]
+              "vs f32_eigen", "of MemRead", "cpu/wall"]
     lines = []
     order = {"MemRead": 0, "Gemv": 1, "Gemm": 2, "Quantize": 3, "Dequantize": 4}
     shape_order = {"stream": 0, "4096x4096": 1, "11008x4096": 2, "4096x11008": 3}
@@ -124,7 +149,8 @@ def table(results):
         ms = row["seconds"] * 1e3
         lines.append([kind, f.get("fmt", "-"), f.get("act", "-"), shape, f.get("t", "1"), speed,
                       f"{ms:.3f} ms", fmt_ratio(vs_eigen),
-                      "" if of_mem is None else f"{100 * of_mem:.0f}%"])
+                      "" if of_mem is None else f"{100 * of_mem:.0f}%",
+                      "" if row["busy"] is None else f"{row['busy']:.2f}"])
     widths = [max(len(str(r[i])) for r in [header] + lines) for i in range(len(header))]
     out = ["| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |",
            "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
@@ -139,6 +165,8 @@ def main():
     ap.add_argument("--quick", action="store_true", help="only the key cases (QUICK_FILTER)")
     ap.add_argument("--repetitions", type=int, default=1)
     ap.add_argument("--out", help="also save the raw JSON here (with --bench)")
+    ap.add_argument("--time", choices=("wall", "cpu"), default="wall",
+                    help="cpu: time single-thread rows by the main thread's CPU time")
     ap.add_argument("extra", nargs=argparse.REMAINDER, help="-- flags passed to the binary")
     args = ap.parse_args()
 
@@ -170,7 +198,8 @@ def main():
           f"L3 {int(ctx.get('l3_bytes', 0)) >> 20} MiB, "
           f"stream set {int(ctx.get('stream_set_bytes', 0)) >> 20} MiB, "
           f"date {ctx.get('date', '?')}")
-    print(table(collect(doc)))
+    print(f"timing: {args.time}")
+    print(table(collect(doc), args.time))
 
 
 if __name__ == "__main__":
