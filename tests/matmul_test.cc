@@ -67,7 +67,12 @@ const std::vector<WeightCase>& WeightCases() {
       {"int8_asym_row", Format::kInt8Asym, 0, false, Granularity::kRow, 77},
       {"fp8_e4m3_row", Format::kFP8E4M3, 0, false, Granularity::kRow, 99},
       {"fp8_e5m2_tensor", Format::kFP8E5M2, 0, false, Granularity::kTensor, 65},
+      {"nf4_b128_k384", Format::kNF4, 128, false, Granularity::kDefault, 384},
       {"blockwise8_b64", Format::kBlockwise8, 64, false, Granularity::kDefault, 64},
+      // Dense weights take the Eigen float32 path.
+      {"f32", Format::kF32, 0, false, Granularity::kDefault, 70},
+      {"bf16", Format::kBF16, 0, false, Granularity::kDefault, 33},
+      {"f16", Format::kF16, 0, false, Granularity::kDefault, 40},
   };
   return cases;
 }
@@ -82,6 +87,9 @@ QuantizedTensor MakeWeight(const WeightCase& c, int64_t n, int64_t k, uint32_t s
 }
 
 std::vector<float> RefDequantize(const QuantizedTensor& q) {
+  if (IsDense(q.state.format)) {  // no codec: the stored values, widened by Eigen
+    return WidenWithEigen(q.data, GetFormatInfo(q.state.format).dense_dtype);
+  }
   std::vector<float> out(static_cast<size_t>(q.state.num_elements()));
   GetFormatInfo(q.state.format).reference_dequantize(q, out.data());
   return out;
@@ -97,22 +105,30 @@ double UnitRoundoff(DType out) {
   }
 }
 
-// Checks y ([m, n] in y_dtype) against x ([m, k] float values) * w^T + bias in float64.
-void ExpectMatchesReference(const std::vector<float>& xv, const std::vector<float>& wv,
-                            const float* bias, int64_t m, int64_t n, int64_t k,
+// x · wᵀ in float64 and sum_k |x_k w_k| for the bound, computed once per (weight, x).
+struct Reference {
+  MatD ref, mag;
+  Reference(const std::vector<float>& xv, const std::vector<float>& wv, int64_t m, int64_t n,
+            int64_t k) {
+    using MatF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+    const MatD xd = Eigen::Map<const MatF>(xv.data(), m, k).cast<double>();
+    const MatD wd = Eigen::Map<const MatF>(wv.data(), n, k).cast<double>();
+    ref = xd * wd.transpose();
+    mag = xd.cwiseAbs() * wd.cwiseAbs().transpose();
+  }
+};
+
+// Checks y ([m, n] widened from y_dtype) against the reference + bias within the bound above.
+void ExpectMatchesReference(const Reference& r, const float* bias, int64_t k,
                             const std::vector<float>& y, DType y_dtype, const std::string& what) {
-  const Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>
-      xf(xv.data(), m, k), wf(wv.data(), n, k);
-  const MatD xd = xf.cast<double>(), wd = wf.cast<double>();
-  const MatD ref = xd * wd.transpose();
-  const MatD mag = xd.cwiseAbs() * wd.cwiseAbs().transpose();
+  const int64_t m = r.ref.rows(), n = r.ref.cols();
   const double gamma = static_cast<double>(k + 8) * std::ldexp(1.0, -24);
   const double u_out = UnitRoundoff(y_dtype);
   int bad = 0;
   for (int64_t i = 0; i < m; ++i) {
     for (int64_t j = 0; j < n; ++j) {
-      const double want = ref(i, j) + (bias ? bias[j] : 0.0);
-      const double tol = gamma * (mag(i, j) + (bias ? std::fabs(bias[j]) : 0.0)) +
+      const double want = r.ref(i, j) + (bias ? bias[j] : 0.0);
+      const double tol = gamma * (r.mag(i, j) + (bias ? std::fabs(bias[j]) : 0.0)) +
                          u_out * std::fabs(want) + 1e-30;
       const double got = y[static_cast<size_t>(i * n + j)];
       if (!(std::fabs(got - want) <= tol) && ++bad <= 3) {
@@ -158,13 +174,14 @@ TEST_P(MatmulTargetTest, EveryFormatDtypeAndMMatchesFloat64Reference) {
       for (const int64_t m : kMs) {
         const DenseTensor x(Randn(m * c.k, static_cast<uint32_t>(m + 3)), act,
                             m == 1 ? Shape{c.k} : Shape{m, c.k});
+        const Reference reference(x.values(), wv, m, kN, c.k);
         const std::vector<DType> outs =
             act == DType::kF32 ? std::vector<DType>{DType::kF32} : std::vector<DType>{DType::kF32, act};
         for (const DType y_dtype : outs) {
           for (const bool with_bias : {false, true}) {
             const float* b = with_bias ? bias.data() : nullptr;
             const std::vector<float> y = RunMatmul(pw, x, m, y_dtype, b, &ctx, {}, m == 1);
-            ExpectMatchesReference(x.values(), wv, b, m, kN, c.k, y, y_dtype,
+            ExpectMatchesReference(reference, b, c.k, y, y_dtype,
                                    std::string(c.name) + " x " + DTypeName(act) + " -> " +
                                        DTypeName(y_dtype) + " M=" + std::to_string(m) +
                                        (with_bias ? " bias" : "") + " on " + Target());
