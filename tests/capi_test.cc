@@ -666,6 +666,8 @@ TEST(CApiErrors, BadSizesShapesAndEnums) {
   EXPECT_C_ERROR(lowbit_linear8bit_create(64, 0, w.data(), nullptr, 0, &l), kInv, "out_features must be positive");
   EXPECT_EQ(l, nullptr);
   lowbit_context_t* ctx = nullptr;
+  EXPECT_C_ERROR(lowbit_context_create(100000, &ctx), kInv, "100000");
+  EXPECT_EQ(ctx, nullptr);
   EXPECT_EQ(lowbit_context_create(-1, &ctx), LOWBIT_OK);  // <= 0: hardware concurrency
   int32_t threads = 0;
   EXPECT_EQ(lowbit_context_num_threads(ctx, &threads), LOWBIT_OK);

@@ -20,8 +20,9 @@
  *   i.e. a lowbit bug, still ends in lowbit's fatal handler, which aborts.)
  * - Thread safety: distinct handles may be used from distinct threads concurrently. Const
  *   handles (tensors, packed weights, layers passed as const) may be shared by threads for
- *   reading; a lowbit_context_t serves one call at a time, so threads that run ops concurrently
- *   pass one context each (ctx = NULL means the shared process default context).
+ *   reading; a lowbit_context_t parallelizes one call at a time (a call finding it busy runs
+ *   serially on the calling thread), so threads that run ops concurrently pass one context each
+ *   (ctx = NULL means the shared process default context).
  * - Sizes and counts are int64_t; a negative or zero size where a positive one is required is
  *   LOWBIT_INVALID_ARGUMENT.
  */
