@@ -501,7 +501,14 @@ TEST_P(Int8ActTargetTest, BitExactWithIntegerReference) {
     QuantizeOptions qo;
     qo.block_size = c.block;
     qo.granularity = c.granularity;
-    const QuantizedTensor q = Quantize(c.format, {wv.data(), DType::kF32, {kN, c.k}}, qo);
+    QuantizedTensor q = Quantize(c.format, {wv.data(), DType::kF32, {kN, c.k}}, qo);
+    if (c.format == Format::kInt8) {  // -128 is a valid stored code the quantizer never writes
+      q.data[0] = 0x80;
+      q.data[q.data.size() - 1] = 0x80;
+    } else {  // extreme nibbles: -8 and +7
+      q.data[0] = 0x0F;
+      q.data[q.data.size() / 2] = 0xF0;
+    }
     const PackedWeight pw = Pack(q);
     const std::vector<float> bias = Randn(kN, 7);
     for (const DType act : kActs) {
