@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -256,6 +257,28 @@ TEST(LlamaModel, FirstEvalWindowsNllMatchFloat64Reference) {
   }
   EXPECT_EQ(got.count, ref_count);
   EXPECT_NEAR(got.mean(), ref_sum / ref_count, 1e-5);
+}
+
+TEST(LlamaModel, WindowedNllDoesNotDependOnThreads) {
+  const NllSum one = WindowedNll(F().f32, F().stream, 512, 3, 1);
+  const NllSum three = WindowedNll(F().f32, F().stream, 512, 3, 3);
+  EXPECT_EQ(one.count, 3 * 511);
+  EXPECT_EQ(one.count, three.count);
+  EXPECT_EQ(one.sum, three.sum);  // per-window sums added in window order
+  EXPECT_THROW(WindowedNll(F().f32, F().stream, 1024, 1), Error);  // window > seq_len
+}
+
+TEST(LlamaModel, FullProtocolPerplexityMatchesReference) {
+  // README: all 768 windows, 392,251 predicted positions, mean NLL 1.61905, ppl 5.0483. About
+  // 40 s of CPU, so it runs only when LOWBIT_LLAMA_FULL=1 (docs/quality.md records a run).
+  const char* full = std::getenv("LOWBIT_LLAMA_FULL");
+  if (full == nullptr || std::string(full) != "1") GTEST_SKIP() << "set LOWBIT_LLAMA_FULL=1";
+  const NllSum nll = WindowedNll(F().f32, F().stream, 512, -1, 2);
+  std::printf("  full protocol: %lld positions, mean NLL %.5f, ppl %.4f\n",
+              static_cast<long long>(nll.count), nll.mean(), nll.perplexity());
+  EXPECT_EQ(nll.count, 392251);
+  EXPECT_NEAR(nll.mean(), 1.61905, 5e-5);
+  EXPECT_NEAR(nll.perplexity(), 5.0483, 5e-4);  // 4 significant digits: 5.048
 }
 
 // Δppl bound per format on the 5-story sample, relative to float32 (justified in

@@ -4,10 +4,13 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <sstream>
+#include <thread>
 #include <nlohmann/json.hpp>
 
 #include "examples/llama/data.h"
 #include "examples/llama/eval.h"
+#include "lowbit/context.h"
 #include "lowbit/quantize.h"
 
 namespace lowbit::llama {
@@ -100,6 +103,10 @@ Model QuantizeVariant(const FloatWeights& w, const VariantSpec& spec, const Sequ
 
 std::vector<VariantResult> RunDemo(const DemoOptions& options, std::ostream& out) {
   const std::string dir = options.model_dir;
+  const int threads = options.threads > 0
+                          ? options.threads
+                          : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  DefaultContext().SetNumThreads(1);
   const FloatWeights weights = LoadLlama2c(dir + "/stories260K.bin");
   const Tokenizer tokenizer(dir + "/tok512.bin", weights.config.vocab_size);
   const std::vector<int32_t> stream = ReadTokenStream(dir + "/eval/tinystories_valid_head.tok512.u16");
@@ -140,7 +147,7 @@ std::vector<VariantResult> RunDemo(const DemoOptions& options, std::ostream& out
     r.bits_per_weight = 8.0 * r.weight_bytes / model.LinearWeightCount();
 
     start = Clock::now();
-    const NllSum nll = WindowedNll(model, stream, kWindow, windows);
+    const NllSum nll = WindowedNll(model, stream, kWindow, windows, threads);
     const double eval_seconds = SecondsSince(start);
     r.nll = nll.mean();
     r.ppl = nll.perplexity();
@@ -161,6 +168,56 @@ std::vector<VariantResult> RunDemo(const DemoOptions& options, std::ostream& out
     out << line << std::flush;
     results.push_back(r);
     models.push_back(std::move(model));
+  }
+
+  // The float32 forward against the model README's float64 reference outputs.
+  for (size_t i = 0; i < results.size(); ++i) {
+    if (specs[i]->name != "f32") continue;
+    std::vector<int32_t> expected;
+    std::istringstream in(ReadFile(dir + "/expected/greedy_t0_tokens.txt"));
+    for (int32_t id; in >> id;) expected.push_back(id);
+    const std::vector<int32_t> greedy = Generate(
+        models[i], {Tokenizer::kBos}, static_cast<int32_t>(expected.size()) - 1, 0.0f, 0);
+    size_t same = 0;
+    while (same < std::min(greedy.size(), expected.size()) && greedy[same] == expected[same]) {
+      ++same;
+    }
+    out << "\nReference check: f32 greedy decoding from BOS "
+        << (greedy == expected ? "reproduces" : "DIFFERS FROM") << " expected/greedy_t0_tokens.txt ("
+        << same << " of " << expected.size() << " tokens agree)";
+    if (windows == total_windows) {
+      std::snprintf(line, sizeof(line), "; full-protocol f32 ppl %.4f (reference 5.0483)",
+                    results[i].ppl);
+      out << line;
+    }
+    out << "\n";
+  }
+
+  // Calibrated variants against round-to-nearest with the same format and group size.
+  bool header = false;
+  for (size_t i = 0; i < results.size(); ++i) {
+    const VariantSpec& c = *specs[i];
+    if (c.method == VariantSpec::Method::kRoundToNearest) continue;
+    for (size_t j = 0; j < results.size(); ++j) {
+      const VariantSpec& r = *specs[j];
+      if (r.method != VariantSpec::Method::kRoundToNearest || r.format != c.format ||
+          r.block_size != c.block_size || r.double_quant) {
+        continue;
+      }
+      if (!header) out << "\nCalibration vs round-to-nearest (same format and group size):\n";
+      header = true;
+      const double gap = results[j].ppl - baseline_ppl;
+      std::snprintf(line, sizeof(line), "  %-24s ppl %.4f vs %-14s %.4f: %+.2f%%", c.name.c_str(),
+                    results[i].ppl, r.name.c_str(), results[j].ppl,
+                    100.0 * (results[i].ppl - results[j].ppl) / results[j].ppl);
+      out << line;
+      if (baseline_ppl > 0 && gap > 0) {
+        std::snprintf(line, sizeof(line), " (%.0f%% of the gap to f32 closed)",
+                      100.0 * (results[j].ppl - results[i].ppl) / gap);
+        out << line;
+      }
+      out << "\n";
+    }
   }
 
   // A story from the best (lowest-perplexity) 4-bit variant.

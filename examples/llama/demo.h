@@ -49,6 +49,9 @@ struct DemoOptions {
   float temperature = 0.8f;
   uint64_t seed = 42;
   int32_t speed_tokens = 128;      // greedy tokens generated from BOS to time decoding
+  // Evaluation windows run on this many threads (0 = std::thread::hardware_concurrency());
+  // every matmul is single-threaded (the model is far too small to split one matmul).
+  int threads = 0;
 };
 
 struct VariantResult {

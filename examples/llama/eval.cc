@@ -3,8 +3,11 @@
 
 #include <algorithm>
 #include <chrono>
+#include <exception>
+#include <thread>
 
 #include "examples/llama/tokenizer.h"
+#include "lowbit/context.h"
 #include "lowbit/status.h"
 
 namespace lowbit::llama {
@@ -80,20 +83,49 @@ int64_t NumWindows(int64_t stream_size, int32_t window) {
 }
 
 NllSum WindowedNll(const Model& model, const std::vector<int32_t>& stream, int32_t window,
-                   int64_t max_windows) {
+                   int64_t max_windows, int threads) {
   Require(window <= model.config.seq_len, Status::kInvalidArgument,
           "window " + std::to_string(window) + " exceeds seq_len " +
               std::to_string(model.config.seq_len));
   int64_t windows = NumWindows(static_cast<int64_t>(stream.size()), window);
   if (max_windows >= 0) windows = std::min(windows, max_windows);
-  Session session(model);
+  threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, windows)));
+  std::vector<NllSum> per_window(static_cast<size_t>(windows));
+  // Worker `worker` takes windows worker, worker + threads, ...
+  auto work = [&](int worker, Context* ctx) {
+    Session session(model, ctx);
+    std::vector<int32_t> chunk;
+    for (int64_t w = worker; w < windows; w += threads) {
+      const size_t begin = static_cast<size_t>(w) * window;
+      const size_t end = std::min(stream.size(), begin + window);
+      chunk.assign(stream.begin() + begin, stream.begin() + end);
+      AccumulateSequenceNll(session, chunk, per_window[w]);
+    }
+  };
+  if (threads == 1) {
+    work(0, nullptr);
+  } else {
+    std::vector<std::exception_ptr> errors(static_cast<size_t>(threads));
+    std::vector<std::thread> pool;
+    for (int i = 0; i < threads; ++i) {
+      pool.emplace_back([&, i] {
+        try {
+          Context ctx(1);
+          work(i, &ctx);
+        } catch (...) {
+          errors[i] = std::current_exception();
+        }
+      });
+    }
+    for (std::thread& t : pool) t.join();
+    for (const std::exception_ptr& e : errors) {
+      if (e) std::rethrow_exception(e);
+    }
+  }
   NllSum acc;
-  std::vector<int32_t> chunk;
-  for (int64_t w = 0; w < windows; ++w) {
-    const size_t begin = static_cast<size_t>(w) * window;
-    const size_t end = std::min(stream.size(), begin + window);
-    chunk.assign(stream.begin() + begin, stream.begin() + end);
-    AccumulateSequenceNll(session, chunk, acc);
+  for (const NllSum& w : per_window) {
+    acc.sum += w.sum;
+    acc.count += w.count;
   }
   return acc;
 }

@@ -25,8 +25,11 @@ void AccumulateSequenceNll(Session& session, const std::vector<int32_t>& tokens,
 
 // The windowed protocol: `stream` cut into non-overlapping windows of `window` tokens (the last
 // one shorter), each from an empty KV cache; the first `max_windows` windows (< 0: all).
+// threads > 1 evaluates windows on that many std::threads, each with its own single-thread
+// lowbit::Context and Session; per-window sums are added in window order, so the result does
+// not depend on `threads`. threads <= 1 runs on the caller with lowbit::DefaultContext().
 NllSum WindowedNll(const Model& model, const std::vector<int32_t>& stream, int32_t window,
-                   int64_t max_windows);
+                   int64_t max_windows, int threads = 1);
 // Number of windows the protocol cuts `stream_size` tokens into.
 int64_t NumWindows(int64_t stream_size, int32_t window);
 

@@ -26,6 +26,9 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   app.add_option("--seed", options.seed, "sampling seed")->capture_default_str();
+  app.add_option("--threads", options.threads, "evaluation threads (0 = all cores)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 256));
   CLI11_PARSE(app, argc, argv);
 
   if (windows == "all") {
