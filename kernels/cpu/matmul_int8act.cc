@@ -133,14 +133,11 @@ LOWBIT_VNNI_FN HWY_INLINE __m512i LoadWeights32(const uint8_t* codes, int64_t k)
   return _mm512_zextsi256_si512(v);
 }
 
+// acc[r][i] += per-lane partial sums of (v + offset) * q over [kb, ke) (kb, ke multiples of 32).
 template <bool kFourBit, int R, int MB>
-LOWBIT_VNNI_FN HWY_INLINE void SegmentDots(const uint8_t* const* codes, const int8_t* const* q,
-                                           int64_t kb, int64_t ke, const int32_t* qsum_seg,
-                                           int32_t dots[R][MB]) {
-  __m512i acc[R][MB];
-  for (int r = 0; r < R; ++r) {
-    for (int i = 0; i < MB; ++i) acc[r][i] = _mm512_setzero_si512();
-  }
+LOWBIT_VNNI_FN HWY_INLINE void AccumulateSegment(const uint8_t* const* codes,
+                                                 const int8_t* const* q, int64_t kb, int64_t ke,
+                                                 __m512i acc[R][MB]) {
   int64_t k = kb;
   for (; k + 64 <= ke; k += 64) {
     __m512i w[R];
@@ -150,7 +147,7 @@ LOWBIT_VNNI_FN HWY_INLINE void SegmentDots(const uint8_t* const* codes, const in
       for (int r = 0; r < R; ++r) acc[r][i] = _mm512_dpbusd_epi32(acc[r][i], w[r], xv);
     }
   }
-  if (k < ke) {  // one 32-element chunk left (segments are multiples of 32)
+  if (k < ke) {  // one 32-element chunk left
     __m512i w[R];
     for (int r = 0; r < R; ++r) w[r] = LoadWeights32<kFourBit>(codes[r], k);
     for (int i = 0; i < MB; ++i) {
@@ -159,7 +156,20 @@ LOWBIT_VNNI_FN HWY_INLINE void SegmentDots(const uint8_t* const* codes, const in
       for (int r = 0; r < R; ++r) acc[r][i] = _mm512_dpbusd_epi32(acc[r][i], w[r], xv);
     }
   }
-  constexpr int32_t kOffset = kFourBit ? LOWBIT_INT4_SYM_OFFSET : 128;
+}
+
+template <bool kFourBit>
+constexpr int32_t kVnniOffset = kFourBit ? LOWBIT_INT4_SYM_OFFSET : 128;
+
+template <bool kFourBit, int R, int MB>
+LOWBIT_VNNI_FN HWY_INLINE void SegmentDots(const uint8_t* const* codes, const int8_t* const* q,
+                                           int64_t kb, int64_t ke, const int32_t* qsum_seg,
+                                           int32_t dots[R][MB]) {
+  __m512i acc[R][MB];
+  for (int r = 0; r < R; ++r) {
+    for (int i = 0; i < MB; ++i) acc[r][i] = _mm512_setzero_si512();
+  }
+  AccumulateSegment<kFourBit, R, MB>(codes, q, kb, ke, acc);
   // Reduce in groups of four accumulators (flattened r-major).
   constexpr int kCount = R * MB;
   alignas(16) int32_t sums[kCount + 3];
@@ -170,8 +180,43 @@ LOWBIT_VNNI_FN HWY_INLINE void SegmentDots(const uint8_t* const* codes, const in
                     ReduceFour(get(j), get(j + 1), get(j + 2), get(j + 3)));
   }
   for (int r = 0; r < R; ++r) {
-    for (int i = 0; i < MB; ++i) dots[r][i] = sums[r * MB + i] - kOffset * qsum_seg[i];
+    for (int i = 0; i < MB; ++i) {
+      dots[r][i] = sums[r * MB + i] - kVnniOffset<kFourBit> * qsum_seg[i];
+    }
   }
+}
+
+// int4 weights, four activation rows: the same arithmetic as Block's scalar epilogue, with the
+// four activation rows of a weight row in the lanes of one float64 vector. acc += d * scale with
+// d * scale exact in float64, so the FMA rounds exactly like the scalar multiply-then-add.
+template <int R>
+LOWBIT_VNNI_FN HWY_INLINE void Int4GroupsVnni4(const Int8ActProblem& p, int64_t n0, int64_t m0,
+                                               const uint8_t* const* codes,
+                                               const int8_t* const* q, double acc[R][4]) {
+  const CpuPacked& w = *p.w;
+  const int64_t nseg = p.num_segments;
+  __m256d accv[R];
+  for (int r = 0; r < R; ++r) accv[r] = _mm256_setzero_pd();
+  for (int64_t s = 0; s < nseg; ++s) {
+    const int64_t kb = s * p.segment;
+    const int64_t ke = std::min(kb + p.segment, w.k_pad);
+    __m512i a[R][4];
+    for (int r = 0; r < R; ++r) {
+      for (int i = 0; i < 4; ++i) a[r][i] = _mm512_setzero_si512();
+    }
+    AccumulateSegment<true, R, 4>(codes, q, kb, ke, a);
+    const __m128i off = _mm_mullo_epi32(
+        _mm_set_epi32(p.qsum[(m0 + 3) * nseg + s], p.qsum[(m0 + 2) * nseg + s],
+                      p.qsum[(m0 + 1) * nseg + s], p.qsum[m0 * nseg + s]),
+        _mm_set1_epi32(kVnniOffset<true>));
+    for (int r = 0; r < R; ++r) {
+      const __m128i d = _mm_sub_epi32(ReduceFour(a[r][0], a[r][1], a[r][2], a[r][3]), off);
+      const __m256d scale =
+          _mm256_set1_pd(static_cast<double>(w.scales[(n0 + r) * w.groups_per_row + s]));
+      accv[r] = _mm256_fmadd_pd(_mm256_cvtepi32_pd(d), scale, accv[r]);
+    }
+  }
+  for (int r = 0; r < R; ++r) _mm256_storeu_pd(acc[r], accv[r]);
 }
 
 #else  // portable: int16 lanes, exact madd (ReorderWidenMulAccumulate) into int32
@@ -249,6 +294,11 @@ LOWBIT_VNNI_FN void Block(const Int8ActProblem& p, int64_t n0, int64_t m0) {
   double acc[R][MB] = {};
   int64_t dot64[R][MB] = {};
   int32_t qsum_seg[MB];
+#if HWY_TARGET == HWY_AVX3_DL
+  if constexpr (kFourBit && MB == 4) {
+    Int4GroupsVnni4<R>(p, n0, m0, codes, q, acc);
+  } else  // NOLINT: the generic loop below
+#endif
   for (int64_t s = 0; s < nseg; ++s) {
     const int64_t kb = s * p.segment;
     const int64_t ke = std::min(kb + p.segment, w.k_pad);
