@@ -11,6 +11,8 @@
 
 #include <gtest/gtest.h>
 
+#include "hwy/targets.h"
+
 #include "lowbit/nn/linear.h"
 #include "lowbit/quantize.h"
 #include "reference/reference.h"
@@ -398,6 +400,44 @@ TEST(Linear8bit, SixteenBitInputsUseRoundedOutlierColumns) {
     EXPECT_NEAR(got, want.data()[i], std::abs(want.data()[i]) * 2e-3 + 0.05) << i;
   }
 }
+
+// ---- every Highway target ----------------------------------------------------------------------
+
+// The layers run whatever kernels the ops dispatch to; each compiled target must give the
+// reference result (forced with hwy::SetSupportedTargetsForTest).
+class LayersOnTarget : public ::testing::TestWithParam<int64_t> {
+ protected:
+  void SetUp() override { hwy::SetSupportedTargetsForTest(GetParam()); }
+  void TearDown() override { hwy::SetSupportedTargetsForTest(0); }
+};
+
+TEST_P(LayersOnTarget, ForwardMatchesReference) {
+  const int64_t k = 172, n = 36;  // odd in-dim: int4 group tails, nf4 blocks across rows
+  const std::vector<float> w = Randn(n * k, 81, 0.1), b = Randn(n, 82);
+  Linear4bitOptions i4;
+  i4.quant_type = Format::kInt4Asym;
+  i4.block_size = 32;
+  CheckForward(*Linear4bit::FromLinear(k, n, w.data(), b.data()), "nf4");
+  CheckForward(*Linear4bit::FromLinear(k, n, w.data(), b.data(), i4), "int4_asym g32");
+  CheckForward(*LinearFP8::FromLinear(k, n, w.data(), b.data()), "fp8");
+  Linear8bitOptions o8;
+  o8.has_fp16_weights = false;
+  o8.threshold = 6.0f;
+  auto l8 = Linear8bit::FromLinear(k, n, w.data(), b.data(), o8);
+  for (const int64_t m : {int64_t{1}, int64_t{7}}) {
+    const std::vector<float> x = OutlierActivations(m, k, {0, 171}, 15.0f, 83);
+    double max_w = 0;
+    for (const float v : l8->DequantizedWeight()) max_w = std::max(max_w, std::abs(double{v}));
+    ExpectClose(RunForward(*l8, x, m), RefLlmInt8(x, m, k, l8->weight(), b, 6.0f), 1e-6,
+                2 * 4.5 / 127 * max_w + 1e-5, "LLM.int8 m=" + std::to_string(m));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllTargets, LayersOnTarget,
+                         ::testing::ValuesIn(hwy::SupportedAndGeneratedTargets()),
+                         [](const ::testing::TestParamInfo<int64_t>& info) {
+                           return std::string(hwy::TargetName(info.param));
+                         });
 
 // ---- sizes, descriptions, validation ---------------------------------------------------------
 
