@@ -188,7 +188,7 @@ TEST_F(CliTest, UsageErrorsExitWithTwo) {
   };
   const std::vector<Case> cases = {
       {{}, "A subcommand is required"},
-      {{"frobnicate"}, "subcommand"},
+      {{"frobnicate"}, "unknown command 'frobnicate' (commands: report, quantize"},
       {{"quantize", model}, "output is required"},
       {{"quantize", model, Path("o.safetensors")}, "--format is required"},
       {{"quantize", model, Path("o.safetensors"), "-f", "nf5"}, "unknown format 'nf5'"},

@@ -30,6 +30,20 @@ int Run(int argc, char** argv) {
                                       AddDequantizeCommand(app), AddInspectCommand(app),
                                       AddErrorCommand(app),      AddConvertCommand(app),
                                       AddBenchCommand(app)};
+  // An unknown command word gets a direct message (CLI11 would only say one is required).
+  if (argc > 1 && argv[1][0] != '-') {
+    bool known = false;
+    std::string names;
+    for (const Subcommand& command : commands) {
+      known = known || command.app->get_name() == argv[1];
+      names += (names.empty() ? "" : ", ") + command.app->get_name();
+    }
+    if (!known) {
+      std::fprintf(stderr, "lowbit: error: unknown command '%s' (commands: %s)\n"
+                           "Run 'lowbit --help' for usage.\n", argv[1], names.c_str());
+      return kExitUsageError;
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
