@@ -22,8 +22,9 @@
 HWY_BEFORE_NAMESPACE();
 namespace lowbit::cpu::HWY_NAMESPACE {
 
-// Rows decoded at once by the GEMV (independent weight streams: one thread reads 4-8
-// sequential streams faster than one, DESIGN §5 memory facts).
+// Rows decoded at once by the GEMV. They come from kGemvRows distant slices of the task's row
+// range, so they are independent sequential weight streams (one thread reads 4-8 streams from
+// DRAM faster than one, DESIGN §5 memory facts).
 inline constexpr int kGemvRows = 4;
 // Weight rows dequantized into the thread's float32 tile before the GEMM micro-kernel runs over
 // all M; 16 rows of K = 4096 are 256 KiB and stay in L2 while x streams past them.
@@ -34,10 +35,11 @@ inline constexpr int kNr = 4;
 
 HWY_INLINE float ReduceSum(VF v) { return hn::GetLane(hn::SumOfLanes(DF(), v)); }
 
-// y[n0 .. n0 + R) for M = 1: decodes R rows chunk by chunk and accumulates x * v per group in
-// two partial sums per row (independent FMA chains), then folds each group in with its scale.
+// y[n0 + r * stride] (r < R) for M = 1: decodes R rows chunk by chunk and accumulates x * v per
+// group in two partial sums per row (independent FMA chains), then folds each group in with its
+// scale.
 template <int R, class Chunk>
-HWY_INLINE void GemvRows(const GemmProblem& p, const Chunk& decode, int64_t n0) {
+HWY_INLINE void GemvRows(const GemmProblem& p, const Chunk& decode, int64_t n0, int64_t stride) {
   const CpuPacked& w = *p.w;
   const DF df;
   const float* HWY_RESTRICT x = p.x;
@@ -45,7 +47,7 @@ HWY_INLINE void GemvRows(const GemmProblem& p, const Chunk& decode, int64_t n0) 
   VF acc[R];
   float corr[R];
   for (int r = 0; r < R; ++r) {
-    codes[r] = w.codes.data() + (n0 + r) * w.row_bytes;
+    codes[r] = w.codes.data() + (n0 + r * stride) * w.row_bytes;
     acc[r] = hn::Zero(df);
     corr[r] = 0.0f;
   }
@@ -65,12 +67,12 @@ HWY_INLINE void GemvRows(const GemmProblem& p, const Chunk& decode, int64_t n0) 
       }
     }
     for (int r = 0; r < R; ++r) {
-      const int64_t s = (n0 + r) * w.groups_per_row + g;
+      const int64_t s = (n0 + r * stride) * w.groups_per_row + g;
       acc[r] = hn::MulAdd(hn::Add(part[r][0], part[r][1]), hn::Set(df, w.scales[s]), acc[r]);
       if (asym) corr[r] += w.scales[s] * w.zeros[s] * p.xsum[g];
     }
   }
-  for (int r = 0; r < R; ++r) p.y[n0 + r] = ReduceSum(acc[r]) - corr[r];
+  for (int r = 0; r < R; ++r) p.y[n0 + r * stride] = ReduceSum(acc[r]) - corr[r];
 }
 
 // Dequantizes rows [n0, n0 + rows) into tile ([rows, k_pad] float32): w = (v - zero) * scale.
@@ -134,9 +136,9 @@ void GemmRows(const GemmProblem& p, int64_t n_begin, int64_t n_end) {
   const CpuPacked& w = *p.w;
   const Chunk decode(w);
   if (p.m == 1) {
-    int64_t n = n_begin;
-    for (; n + kGemvRows <= n_end; n += kGemvRows) GemvRows<kGemvRows>(p, decode, n);
-    for (; n < n_end; ++n) GemvRows<1>(p, decode, n);
+    const int64_t slice = (n_end - n_begin) / kGemvRows;
+    for (int64_t t = 0; t < slice; ++t) GemvRows<kGemvRows>(p, decode, n_begin + t, slice);
+    for (int64_t n = n_begin + kGemvRows * slice; n < n_end; ++n) GemvRows<1>(p, decode, n, 0);
     return;
   }
   // Grow-only per-thread workspace: no allocation once a thread has seen the largest K.
