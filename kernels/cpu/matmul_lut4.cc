@@ -9,9 +9,6 @@
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/cpu/matmul_lut4.cc"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
-#include <utility>
-
-#include "hwy/aligned_allocator.h"
 #include "hwy/cache_control.h"
 #include "hwy/highway.h"
 #include "kernels/cpu/matmul-inl.h"
@@ -21,8 +18,6 @@ namespace lowbit::cpu::HWY_NAMESPACE {
 
 #if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
 
-using VU = hn::Vec<DU>;
-
 // Rows decoded together: each is its own sequential stream (one thread reads several streams
 // faster than one) and they share every load of x.
 inline constexpr int kLut4GemvRows = 8;
@@ -30,9 +25,6 @@ inline constexpr int kLut4GemvRows = 8;
 // How far ahead of its loads each row stream prefetches (also past the row end: the next row of
 // a slice follows in memory). A prefetch never faults, so reading past the buffer is harmless.
 inline constexpr int64_t kPrefetchBytes = 2048;
-
-// lut[idx & 15] per lane: vpermps reads only index bits 0..3.
-HWY_INLINE VF Lookup(VF lut, VU idx) { return VF{_mm512_permutexvar_ps(idx.raw, lut.raw)}; }
 
 // Group layouts the kernel folds scales for: kWholeBlocks when every 128-code block lies in one
 // group (group % 128 == 0, or one group per row), else the 32- or 64-code groups of a block
@@ -156,129 +148,16 @@ bool TryGemvLut4(const GemmProblem& p, int64_t n_begin, int64_t n_end) {
   return true;
 }
 
-// ---- GEMM (M > 1): k-major weight tiles and an outer-product micro-kernel ------------------------
-
-// Weight rows per tile: two vectors of outputs per x broadcast.
-inline constexpr int64_t kTileCols = 32;
-// Activation rows per micro-kernel call: kGemmMr x 2 accumulators (24 of 32 registers).
-inline constexpr int kGemmMr = 12;
-
-// Transposes a 16 x 16 float block held in r[0..15] (row i in r[i]) in place.
-HWY_INLINE void Transpose16x16(__m512* r) {
-  __m512 t[16], u[16];
-  for (int i = 0; i < 16; i += 2) {
-    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+// Raw values v of codes [k0, k0 + 16) of a row for the k-major GEMM tiles (matmul-inl.h):
+// k0 % 32 == 0 reads the low nibbles of the 32-code chunk, k0 % 32 == 16 the high ones.
+struct Lut4Raw {
+  const CpuPacked& w;
+  VF lut;
+  HWY_INLINE VF operator()(int64_t row, int64_t k0) const {
+    const VI codes = LoadU8AsI32(w.codes.data() + row * w.row_bytes + (k0 / kChunk) * 16);
+    return Lookup(lut, hn::BitCast(DU(), (k0 & 16) ? hn::ShiftRight<4>(codes) : codes));
   }
-  // u[4q + e]: rows 4q..4q+3 at element 4L + e of every 128-bit lane L.
-  for (int q = 0; q < 4; ++q) {
-    u[4 * q + 0] = _mm512_shuffle_ps(t[4 * q], t[4 * q + 2], 0x44);
-    u[4 * q + 1] = _mm512_shuffle_ps(t[4 * q], t[4 * q + 2], 0xEE);
-    u[4 * q + 2] = _mm512_shuffle_ps(t[4 * q + 1], t[4 * q + 3], 0x44);
-    u[4 * q + 3] = _mm512_shuffle_ps(t[4 * q + 1], t[4 * q + 3], 0xEE);
-  }
-  // t[8h + e] (e < 4): rows 8h..8h+7 at elements e and e + 8; t[8h + 4 + e]: e + 4 and e + 12.
-  for (int h = 0; h < 2; ++h) {
-    for (int e = 0; e < 4; ++e) {
-      t[8 * h + e] = _mm512_shuffle_f32x4(u[8 * h + e], u[8 * h + 4 + e], 0x88);
-      t[8 * h + 4 + e] = _mm512_shuffle_f32x4(u[8 * h + e], u[8 * h + 4 + e], 0xDD);
-    }
-  }
-  for (int e = 0; e < 8; ++e) {
-    r[e] = _mm512_shuffle_f32x4(t[e], t[8 + e], 0x88);
-    r[e + 8] = _mm512_shuffle_f32x4(t[e], t[8 + e], 0xDD);
-  }
-}
-
-// tile[k * 32 + c] = W[n0 + c, k] dequantized ((v - zero) * scale) for k < k_pad, c < cols;
-// columns cols..31 are zero.
-HWY_INLINE void DecodeTileT(const CpuPacked& w, VF lut, int64_t n0, int64_t cols,
-                            float* HWY_RESTRICT tile) {
-  const DF df;
-  const bool asym = !w.zeros.empty();
-  for (int64_t half = 0; half < kTileCols; half += 16) {
-    for (int64_t k0 = 0; k0 < w.k_pad; k0 += kChunk) {
-      const int64_t g = k0 / w.group;
-      for (int nibble = 0; nibble < 2; ++nibble) {
-        __m512 v[16];
-        for (int r = 0; r < 16; ++r) {
-          const int64_t row = n0 + half + r;
-          if (half + r >= cols) {
-            v[r] = _mm512_setzero_ps();
-            continue;
-          }
-          const int64_t s = row * w.groups_per_row + g;
-          const VI codes = LoadU8AsI32(w.codes.data() + row * w.row_bytes + k0 / 2);
-          VF value = Lookup(lut, hn::BitCast(DU(), nibble ? hn::ShiftRight<4>(codes) : codes));
-          if (asym) value = hn::Sub(value, hn::Set(df, w.zeros[s]));
-          v[r] = hn::Mul(value, hn::Set(df, w.scales[s])).raw;
-        }
-        Transpose16x16(v);
-        float* out = tile + (k0 + 16 * nibble) * kTileCols + half;
-        for (int i = 0; i < 16; ++i) _mm512_store_ps(out + i * kTileCols, v[i]);
-      }
-    }
-  }
-}
-
-// y[i, c] = sum_k x[i, k] * tile[k, c] for i < MR, c < cols, summed in k order.
-template <int MR>
-void MicroKernelT(const float* HWY_RESTRICT x, int64_t k_pad, const float* HWY_RESTRICT tile,
-                  float* HWY_RESTRICT y, int64_t ldy, int64_t cols) {
-  const DF df;
-  VF acc0[MR], acc1[MR];
-  for (int i = 0; i < MR; ++i) acc0[i] = acc1[i] = hn::Zero(df);
-  for (int64_t k = 0; k < k_pad; ++k) {
-    const VF w0 = hn::Load(df, tile + k * kTileCols);
-    const VF w1 = hn::Load(df, tile + k * kTileCols + 16);
-    for (int i = 0; i < MR; ++i) {
-      const VF xb = hn::Set(df, x[i * k_pad + k]);
-      acc0[i] = hn::MulAdd(xb, w0, acc0[i]);
-      acc1[i] = hn::MulAdd(xb, w1, acc1[i]);
-    }
-  }
-  if (cols == kTileCols) {
-    for (int i = 0; i < MR; ++i) {
-      hn::StoreU(acc0[i], df, y + i * ldy);
-      hn::StoreU(acc1[i], df, y + i * ldy + 16);
-    }
-  } else {
-    const auto m0 = hn::FirstN(df, static_cast<size_t>(std::min<int64_t>(cols, 16)));
-    const auto m1 = hn::FirstN(df, static_cast<size_t>(std::max<int64_t>(cols - 16, 0)));
-    for (int i = 0; i < MR; ++i) {
-      hn::BlendedStore(acc0[i], m0, df, y + i * ldy);
-      hn::BlendedStore(acc1[i], m1, df, y + i * ldy + 16);
-    }
-  }
-}
-
-template <int... kMr>
-HWY_INLINE void MicroKernelT(int mr, std::integer_sequence<int, kMr...>, const float* x,
-                             int64_t k_pad, const float* tile, float* y, int64_t ldy,
-                             int64_t cols) {
-  ((mr == kMr + 1 ? MicroKernelT<kMr + 1>(x, k_pad, tile, y, ldy, cols) : void()), ...);
-}
-
-void GemmLut4T(const GemmProblem& p, int64_t n_begin, int64_t n_end) {
-  const CpuPacked& w = *p.w;
-  const VF lut = hn::LoadU(DF(), w.lut);
-  // Grow-only per-thread tile (no allocation once a thread has seen the largest K).
-  thread_local hwy::AlignedFreeUniquePtr<float[]> tile;
-  thread_local int64_t tile_floats = 0;
-  if (tile_floats < kTileCols * w.k_pad) {
-    tile_floats = kTileCols * w.k_pad;
-    tile = hwy::AllocateAligned<float>(static_cast<size_t>(tile_floats));
-  }
-  for (int64_t n0 = n_begin; n0 < n_end; n0 += kTileCols) {
-    const int64_t cols = std::min(kTileCols, n_end - n0);
-    DecodeTileT(w, lut, n0, cols, tile.get());
-    for (int64_t m0 = 0; m0 < p.m; m0 += kGemmMr) {
-      const int mr = static_cast<int>(std::min<int64_t>(kGemmMr, p.m - m0));
-      MicroKernelT(mr, std::make_integer_sequence<int, kGemmMr>(), p.x + m0 * w.k_pad, w.k_pad,
-                   tile.get(), p.y + m0 * w.rows + n0, w.rows, cols);
-    }
-  }
-}
+};
 
 #endif  // HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
 
@@ -286,7 +165,7 @@ void GemmLut4Impl(const GemmProblem& p, int64_t n_begin, int64_t n_end) {
 #if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
   if (TryGemvLut4(p, n_begin, n_end)) return;
   if (p.m > 1) {
-    GemmLut4T(p, n_begin, n_end);
+    GemmTileT(p, Lut4Raw{*p.w, hn::LoadU(DF(), p.w->lut)}, n_begin, n_end);
     return;
   }
 #endif
