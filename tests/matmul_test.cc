@@ -195,6 +195,38 @@ TEST_P(MatmulTargetTest, EveryFormatDtypeAndMMatchesFloat64Reference) {
   EXPECT_EQ(runs, static_cast<int>(WeightCases().size()) * 6 * (2 + 4 + 4));
 }
 
+// Larger shapes reach the kernels' full blocks (row streams, 32-column tiles, 12-row micro-kernel
+// tiles, several 128-element GEMV blocks) that the N = 37 sweep only touches partially. The
+// reference is computed once per (format, M) and every target is forced in turn.
+TEST(MatmulLarger, FullKernelBlocksMatchReferenceOnEveryTarget) {
+  constexpr int64_t n = 300, k = 512;
+  const WeightCase cases[] = {
+      {"nf4_b64", Format::kNF4, 64, false, Granularity::kDefault, k},
+      {"int4_asym_g128", Format::kInt4Asym, 128, false, Granularity::kDefault, k},
+      {"int8_row", Format::kInt8, 0, false, Granularity::kRow, k},
+      {"fp8_e4m3_row", Format::kFP8E4M3, 0, false, Granularity::kRow, k},
+  };
+  Context ctx(2);
+  for (const WeightCase& c : cases) {
+    const QuantizedTensor q = MakeWeight(c, n, k, 77);
+    const std::vector<float> wv = RefDequantize(q);
+    const PackedWeight pw = Pack(q);
+    for (const int64_t m : {int64_t{1}, int64_t{13}, int64_t{40}}) {
+      const DenseTensor x(Randn(m * k, static_cast<uint32_t>(m)), DType::kBF16, {m, k});
+      const Reference reference(x.values(), wv, m, n, k);
+      for (const int64_t target : hwy::SupportedAndGeneratedTargets()) {
+        hwy::SetSupportedTargetsForTest(target);
+        const std::vector<float> y = RunMatmul(pw, x, m, DType::kF32, nullptr, &ctx);
+        ExpectMatchesReference(reference, nullptr, k, y, DType::kF32,
+                               std::string(c.name) + " M=" + std::to_string(m) + " on " +
+                                   hwy::TargetName(target));
+      }
+      hwy::SetSupportedTargetsForTest(0);
+      if (HasFailure()) return;
+    }
+  }
+}
+
 // W = I exactly in the format: y must be x (+ bias) bit for bit. Canonical tensors are written by
 // hand where the quantizer cannot hit exactly 1.0 with a unit scale.
 std::vector<std::pair<std::string, QuantizedTensor>> IdentityWeights(int64_t n) {
