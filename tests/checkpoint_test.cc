@@ -525,6 +525,33 @@ TEST_F(CheckpointTest, RealModelFileReadsAndRequantizesToBnbLayout) {
   EXPECT_EQ(quantized, 35u);  // 5 layers x (wq wk wv wo w1 w2 w3)
 }
 
+TEST(CheckpointSeedTest, PythonWrittenSeedFilesLoad) {
+  // fuzz/corpus/* are written by fuzz/make_seeds.py (Python's json + struct, another writer):
+  // every seed must be a valid file in its layout, or the fuzzers start from rejections.
+  const std::string dir = std::string(LOWBIT_SOURCE_DIR) + "/fuzz/corpus/";
+  const std::map<std::string, std::string> layouts = {{"bnb_nf4_nested", "nf4"},
+                                                      {"bnb_fp4", "fp4"},
+                                                      {"bnb_int8", "int8"},
+                                                      {"lowbit_int4", "int4"}};
+  for (const char* name : {"bnb_nf4_nested", "bnb_fp4", "bnb_int8", "lowbit_int4", "plain"}) {
+    const std::vector<uint8_t> b = ReadFile(dir + "fuzz_safetensors/" + name);
+    ASSERT_FALSE(b.empty()) << name;
+    EXPECT_EQ(fuzz::SafetensorsHarness(b.data(), b.size()), fuzz::Outcome::kAccepted) << name;
+    const SafetensorsFile f = SafetensorsFile::FromMemory(b.data(), b.size());
+    int quantized = 0;
+    for (const CheckpointEntry& e : ListQuantizedModules(f)) {
+      if (e.layout == TensorLayout::kDense) continue;
+      ++quantized;
+      EXPECT_EQ(e.format_name, layouts.at(name)) << name;
+    }
+    EXPECT_EQ(quantized, layouts.count(name) ? 1 : 0) << name;
+  }
+  for (const char* name : {"nf4_nested", "fp4"}) {
+    const std::vector<uint8_t> b = ReadFile(dir + "fuzz_quant_state/" + name);
+    EXPECT_EQ(fuzz::QuantStateJsonHarness(b.data(), b.size()), fuzz::Outcome::kAccepted) << name;
+  }
+}
+
 TEST(CheckpointJsonTest, QuantStateJsonAndPythonRepr) {
   // Python 3 repr() of these doubles.
   const std::vector<std::pair<double, std::string>> reprs = {
