@@ -204,19 +204,30 @@ void RequirePositive(int64_t v, const char* name) {
   }
 }
 
-lowbit::DType ToDType(lowbit_dtype dtype, const char* name) {
-  switch (static_cast<int>(dtype)) {
+// A C caller may pass any int as an enum argument, but in C++ loading an enum object whose value
+// lies outside the enumerators' range is undefined (UBSan: -fsanitize=enum). Enum arguments are
+// therefore read as raw integers through their address and never loaded as the enum type.
+template <class E>
+int RawEnum(const E& e) noexcept {
+  static_assert(sizeof(E) == sizeof(int), "C enums are int-sized on supported ABIs");
+  int v;
+  std::memcpy(&v, &e, sizeof(v));
+  return v;
+}
+
+lowbit::DType ToDType(const lowbit_dtype& dtype, const char* name) {
+  switch (RawEnum(dtype)) {
     case LOWBIT_DTYPE_F32: return lowbit::DType::kF32;
     case LOWBIT_DTYPE_F16: return lowbit::DType::kF16;
     case LOWBIT_DTYPE_BF16: return lowbit::DType::kBF16;
   }
   throw Error(Status::kInvalidArgument, std::string(name) + ": unknown dtype " +
-                                            std::to_string(static_cast<int>(dtype)) +
+                                            std::to_string(RawEnum(dtype)) +
                                             " (f32 = 0, f16 = 1, bf16 = 2)");
 }
 
-lowbit::Format ToFormat(lowbit_format format) {
-  const int v = static_cast<int>(format);
+lowbit::Format ToFormat(const lowbit_format& format) {
+  const int v = RawEnum(format);
   if (v < 0 || v >= lowbit::kNumFormats) {
     throw Error(Status::kUnsupportedFormat, "unknown format value " + std::to_string(v));
   }
@@ -273,11 +284,14 @@ uint32_t lowbit_abi_version(void) { return LOWBIT_ABI_VERSION; }
 const char* lowbit_last_error(void) { return g_last_error.c_str(); }
 
 const char* lowbit_status_name(lowbit_status status) {
-  return lowbit::StatusName(static_cast<Status>(status));
+  const int v = RawEnum(status);
+  return (v >= 0 && v <= LOWBIT_INTERNAL) ? lowbit::StatusName(static_cast<Status>(v)) : "unknown";
 }
 
 const char* lowbit_format_name(lowbit_format format) {
-  return lowbit::FormatName(static_cast<lowbit::Format>(format));
+  const int v = RawEnum(format);
+  return (v >= 0 && v < lowbit::kNumFormats) ? lowbit::FormatName(static_cast<lowbit::Format>(v))
+                                             : "unknown";
 }
 
 lowbit_status lowbit_format_from_name(const char* name, lowbit_format* out_format) {
@@ -347,7 +361,7 @@ lowbit_status lowbit_quantize(lowbit_format format, const void* data, lowbit_dty
                         ", expected " + std::to_string(sizeof(lowbit_quantize_options)) +
                         " (call lowbit_quantize_options_init)");
       }
-      const int g = static_cast<int>(options->granularity);
+      const int g = RawEnum(options->granularity);
       if (g < LOWBIT_GRANULARITY_DEFAULT || g > LOWBIT_GRANULARITY_NONE) {
         throw Error(Status::kInvalidArgument, "unknown granularity " + std::to_string(g));
       }
@@ -558,7 +572,7 @@ lowbit_status lowbit_save_tensors(const char* path, const char* const* prefixes,
     RequireNotNull(prefixes, "prefixes");
     RequireNotNull(tensors, "tensors");
     RequirePositive(count, "count");
-    const int l = static_cast<int>(layout);
+    const int l = RawEnum(layout);
     if (l < LOWBIT_LAYOUT_AUTO || l > LOWBIT_LAYOUT_LOWBIT) {
       throw Error(Status::kInvalidArgument, "unknown layout " + std::to_string(l) +
                                                 " (auto = 0, dense = 1, bitsandbytes = 2, "
