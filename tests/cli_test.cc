@@ -405,6 +405,48 @@ TEST_F(CliTest, InspectListsFormatsShapesAndBits) {
   EXPECT_EQ(Run({"inspect", model}).exit_code, 0);
 }
 
+TEST_F(CliTest, InspectAndDequantizeFilesFromAnotherWriter) {
+  // fuzz/corpus seeds are written by fuzz/make_seeds.py (Python json + struct) in bitsandbytes'
+  // layouts: the CLI must list and restore them like the library reads them.
+  const std::string dir = std::string(LOWBIT_SOURCE_DIR) + "/fuzz/corpus/fuzz_safetensors/";
+  for (const char* seed : {"bnb_nf4_nested", "bnb_fp4", "bnb_int8"}) {
+    SCOPED_TRACE(seed);
+    const std::string path = dir + seed;
+    if (!Exists(path)) GTEST_SKIP() << path << " missing";
+    const io::SafetensorsFile file = io::SafetensorsFile::Open(path);
+    const CliResult r = Run({"inspect", path});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    int quantized = 0;
+    for (const io::CheckpointEntry& e : io::ListQuantizedModules(file)) {
+      if (e.layout != io::TensorLayout::kBitsandbytes) continue;
+      ++quantized;
+      std::istringstream lines(r.out);
+      std::string line, row;
+      while (std::getline(lines, line)) {
+        if (line.rfind(e.name + " ", 0) == 0) row = line;
+      }
+      EXPECT_NE(row.find(e.format_name), std::string::npos) << r.out;
+      EXPECT_NE(row.find("bitsandbytes"), std::string::npos) << r.out;
+      EXPECT_NE(row.find(std::to_string(e.bytes)), std::string::npos) << r.out;
+    }
+    EXPECT_EQ(quantized, 1);
+    const std::string out = Path("d.safetensors");
+    const CliResult d = Run({"dequantize", path, out, "-q"});
+    ASSERT_EQ(d.exit_code, 0) << d.err;
+    const io::SafetensorsFile back = io::SafetensorsFile::Open(out);
+    for (const io::CheckpointEntry& e : io::ListQuantizedModules(file)) {
+      if (e.layout != io::TensorLayout::kBitsandbytes) continue;
+      const QuantizedTensor q = io::LoadQuantizedTensor(file, e.prefix);
+      const io::TensorInfo& t = back.Get(e.prefix + "weight");
+      std::vector<uint8_t> expected(t.size);
+      Dequantize(q, TensorView{expected.data(), t.dtype, q.state.shape});
+      EXPECT_EQ(t.dtype, q.state.dtype);
+      EXPECT_EQ(std::memcmp(back.data(t), expected.data(), t.size), 0);
+    }
+    std::remove(out.c_str());
+  }
+}
+
 TEST_F(CliTest, ErrorStatsMatchEstimateError) {
   const std::string model = Path("m.safetensors");
   WriteSmallModel(model);
