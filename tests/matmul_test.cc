@@ -227,6 +227,36 @@ TEST(MatmulLarger, FullKernelBlocksMatchReferenceOnEveryTarget) {
   }
 }
 
+// Tiny and degenerate shapes: fewer rows than any row block or stream count, K of one element
+// or one chunk, every format.
+TEST_P(MatmulTargetTest, TinyShapesMatchReference) {
+  Context ctx(2);
+  for (const WeightCase& base : WeightCases()) {
+    for (const int64_t n : {int64_t{1}, int64_t{3}, int64_t{5}}) {
+      for (const int64_t k : {int64_t{1}, int64_t{32}, int64_t{64}}) {
+        WeightCase c = base;
+        if (c.format == Format::kInt4 || c.format == Format::kInt4Asym) {
+          c.block = 32;  // the smallest group, so K = 32 and 64 consist of full groups
+        }
+        const QuantizedTensor q = MakeWeight(c, n, k, static_cast<uint32_t>(n * 100 + k));
+        const std::vector<float> wv = RefDequantize(q);
+        const PackedWeight pw = Pack(q);
+        for (const int64_t m : {int64_t{1}, int64_t{2}, int64_t{13}}) {
+          const DenseTensor x(Randn(m * k, static_cast<uint32_t>(m + k)), DType::kF16, {m, k});
+          const Reference reference(x.values(), wv, m, n, k);
+          const std::vector<float> bias = Randn(n, 3);
+          const std::vector<float> y = RunMatmul(pw, x, m, DType::kF32, bias.data(), &ctx);
+          ExpectMatchesReference(reference, bias.data(), k, y, DType::kF32,
+                                 std::string(c.name) + " [" + std::to_string(n) + ", " +
+                                     std::to_string(k) + "] M=" + std::to_string(m) + " on " +
+                                     Target());
+          if (HasFailure()) return;
+        }
+      }
+    }
+  }
+}
+
 // W = I exactly in the format: y must be x (+ bias) bit for bit. Canonical tensors are written by
 // hand where the quantizer cannot hit exactly 1.0 with a unit scale.
 std::vector<std::pair<std::string, QuantizedTensor>> IdentityWeights(int64_t n) {
