@@ -18,7 +18,7 @@
 // with host outputs returns, and after sync() otherwise.
 #include "kernels/cuda/cuda_backend.h"
 
-#include <cublas_v2.h>
+#include <cublas_api.h>
 
 #include <algorithm>
 #include <cmath>
@@ -276,12 +276,13 @@ void Gemm(const BackendPacked& packed, const MatmulArgs& a, Context&) {
       static_cast<int64_t>(kTileBytes / (static_cast<size_t>(k) * DenseSize(ct))), 1, n);
   st.tile.Resize(static_cast<size_t>(rows_per_tile * k) * DenseSize(ct));
   const WeightView view = p.w.View(p.w.data.as<uint8_t>());
+  const CublasApi& blas = Cublas();
   const float alpha = 1.0f, beta = 0.0f;
   for (int64_t n0 = 0; n0 < n; n0 += rows_per_tile) {
     const int64_t nt = std::min(rows_per_tile, n - n0);
     LaunchDequantize(view, n0 * k, nt * k, st.tile.get(), ct, Stream());
     // Row-major y[m, n] = x[m, k] . W[n, k]^T is column-major y^T = W_tile^T(op T) . x^T.
-    CheckCublas(cublasGemmEx(Cublas(), CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(nt),
+    CheckCublas(blas.gemm_ex(blas.handle, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(nt),
                              static_cast<int>(m), static_cast<int>(k), &alpha, st.tile.get(),
                              CudaType(ct), static_cast<int>(k), x, CudaType(ct),
                              static_cast<int>(k), &beta, st.acc.as<float>() + n0, CUDA_R_32F,

@@ -1,7 +1,7 @@
 // CUDA runtime plumbing of the CUDA backend (device_runtime.h): errors, buffers, stream, cuBLAS.
 #include "kernels/cuda/device_runtime.h"
 
-#include <cublas_v2.h>
+#include <dlfcn.h>
 
 #include <mutex>
 #include <string>
@@ -20,8 +20,9 @@ void CheckCuda(cudaError_t err, const char* what) {
 
 void CheckCublas(cublasStatus_t status, const char* what) {
   if (status == CUBLAS_STATUS_SUCCESS) return;
-  throw Error(Status::kBackendError,
-              std::string("cublas: ") + what + ": " + cublasGetStatusString(status));
+  const char* text = Cublas().status_string ? Cublas().status_string(status) : "unknown status";
+  throw Error(Status::kBackendError, std::string("cublas: ") + what + ": " + text + " (" +
+                                         std::to_string(static_cast<int>(status)) + ")");
 }
 
 void CheckLaunch(const char* kernel) {
@@ -92,36 +93,67 @@ void DeviceBuffer::Resize(size_t bytes) {
 
 namespace {
 
-struct StreamHolder {
-  cudaStream_t stream = nullptr;
-  cublasHandle_t cublas = nullptr;
-};
+cudaStream_t g_stream = nullptr;
 
-StreamHolder& Holder() {
-  static StreamHolder holder;
-  static std::once_flag once;
-  std::call_once(once, [] {
-    CheckCuda(cudaSetDevice(Probe().device), "cudaSetDevice");
-    CheckCuda(cudaStreamCreateWithFlags(&holder.stream, cudaStreamNonBlocking), "cudaStreamCreate");
-  });
-  return holder;
+// dlsym into a typed pointer; throws naming the symbol.
+template <class Fn>
+void Resolve(void* lib, const char* name, Fn& fn) {
+  void* sym = dlsym(lib, name);
+  if (sym == nullptr) {
+    throw Error(Status::kBackendError, std::string("cublas: symbol ") + name + " not found in " +
+                                           LOWBIT_CUBLAS_SONAME);
+  }
+  fn = reinterpret_cast<Fn>(sym);
+}
+
+CublasApi LoadCublas() {
+  // The soname through the loader's search path first, then the toolkit found at build time.
+  void* lib = dlopen(LOWBIT_CUBLAS_SONAME, RTLD_NOW | RTLD_LOCAL);
+  if (lib == nullptr) lib = dlopen(LOWBIT_CUBLAS_FALLBACK, RTLD_NOW | RTLD_LOCAL);
+  if (lib == nullptr) {
+    const char* err = dlerror();
+    throw Error(Status::kBackendError, std::string("cublas: cannot load ") + LOWBIT_CUBLAS_SONAME +
+                                           " (GEMM path): " + (err ? err : "unknown dlopen error"));
+  }
+  CublasApi api;
+  cublasStatus_t (*create)(cublasHandle_t*) = nullptr;
+  cublasStatus_t (*set_stream)(cublasHandle_t, cudaStream_t) = nullptr;
+  cublasStatus_t (*set_math_mode)(cublasHandle_t, cublasMath_t) = nullptr;
+  Resolve(lib, "cublasGetStatusString", api.status_string);
+  Resolve(lib, "cublasGemmEx", api.gemm_ex);
+  Resolve(lib, "cublasCreate_v2", create);
+  Resolve(lib, "cublasSetStream_v2", set_stream);
+  Resolve(lib, "cublasSetMathMode", set_math_mode);
+  const auto check = [&](cublasStatus_t st, const char* what) {
+    if (st != CUBLAS_STATUS_SUCCESS) {
+      throw Error(Status::kBackendError, std::string("cublas: ") + what + ": " +
+                                             api.status_string(st));
+    }
+  };
+  check(create(&api.handle), "cublasCreate");
+  check(set_stream(api.handle, Stream()), "cublasSetStream");
+  // No TF32: float32 GEMMs stay float32 (parity with the CPU reference).
+  check(set_math_mode(api.handle, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
+  return api;
 }
 
 }  // namespace
 
-cudaStream_t Stream() { return Holder().stream; }
+cudaStream_t Stream() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    CheckCuda(cudaSetDevice(Probe().device), "cudaSetDevice");
+    CheckCuda(cudaStreamCreateWithFlags(&g_stream, cudaStreamNonBlocking), "cudaStreamCreate");
+  });
+  return g_stream;
+}
 
 void SyncStream() { CheckCuda(cudaStreamSynchronize(Stream()), "cudaStreamSynchronize"); }
 
-cublasHandle_t Cublas() {
-  StreamHolder& h = Holder();
-  if (h.cublas == nullptr) {
-    CheckCublas(cublasCreate(&h.cublas), "cublasCreate");
-    CheckCublas(cublasSetStream(h.cublas, h.stream), "cublasSetStream");
-    // No TF32: float32 GEMMs stay float32 (parity with the CPU reference).
-    CheckCublas(cublasSetMathMode(h.cublas, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
-  }
-  return h.cublas;
+const CublasApi& Cublas() {
+  // A failed load throws from the initializer and is retried on the next call.
+  static const CublasApi api = LoadCublas();
+  return api;
 }
 
 void Upload(void* dst, const void* src, size_t bytes) {

@@ -74,8 +74,19 @@ DeviceBuffer UploadCopy(const void* src, size_t bytes);
 cudaStream_t Stream();
 // Waits for all work on Stream().
 void SyncStream();
-// The cuBLAS handle bound to Stream() (created on first use). Callers hold BackendMutex().
-cublasHandle_t Cublas();
+// cuBLAS, loaded with dlopen on first use (LOWBIT_CUBLAS_SONAME, e.g. "libcublas.so.13"): linking
+// it would map ~200 MB into every process that links lowbit, GPU or not. Only the entries the
+// backend uses. Throws Error(kBackendError) with dlerror() when the library cannot be loaded.
+struct CublasApi {
+  cublasHandle_t handle = nullptr;  // bound to Stream(), no TF32 (CUBLAS_DEFAULT_MATH)
+  cublasStatus_t (*gemm_ex)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int, int,
+                            const void*, const void*, cudaDataType, int, const void*,
+                            cudaDataType, int, const void*, void*, cudaDataType, int,
+                            cublasComputeType_t, cublasGemmAlgo_t) = nullptr;
+  const char* (*status_string)(cublasStatus_t) = nullptr;
+};
+// The loaded API and handle (created on first use). Callers serialize on the backend's mutex.
+const CublasApi& Cublas();
 
 // True when `p` is memory kernels can read directly (device or managed); false for host memory
 // (pageable or pinned: the backend stages a copy) and null.
