@@ -327,6 +327,46 @@ TEST_F(CliTest, QuantizeEveryFormatMatchesTheLibraryAndRoundTrips) {
   }
 }
 
+TEST_F(CliTest, ProgressBarOnATerminal) {
+  const std::string model = Path("m.safetensors");
+  WriteSmallModel(model);
+  // stderr is a pseudo-terminal: the tool draws a redrawn bar there instead of plain lines.
+  const int master = ::posix_openpt(O_RDWR | O_NOCTTY);
+  ASSERT_GE(master, 0);
+  ASSERT_EQ(::grantpt(master), 0);
+  ASSERT_EQ(::unlockpt(master), 0);
+  const std::string slave_name = ::ptsname(master);
+  const std::string out_path = Path(".stdout");
+  std::string argv0 = LOWBIT_CLI_PATH, sub = "quantize", q = Path("q.safetensors"), f = "-f",
+              fmt = "nf4";
+  std::string in = model;
+  char* argv[] = {argv0.data(), sub.data(), in.data(), q.data(), f.data(), fmt.data(), nullptr};
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    const int slave = ::open(slave_name.c_str(), O_RDWR | O_NOCTTY);
+    const int out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ::dup2(out, 1);
+    ::dup2(slave, 2);
+    ::execv(argv[0], argv);
+    ::_exit(127);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  std::string tty;
+  ::fcntl(master, F_SETFL, O_NONBLOCK);
+  char buf[4096];
+  for (ssize_t n; (n = ::read(master, buf, sizeof(buf))) > 0;) tty.append(buf, static_cast<size_t>(n));
+  ::close(master);
+  EXPECT_NE(tty.find("\r\033[K["), std::string::npos) << tty;
+  EXPECT_NE(tty.find("] 6/6 "), std::string::npos) << tty;
+  EXPECT_NE(tty.find("##############################"), std::string::npos) << tty;
+  const std::string out = ReadFile(out_path);
+  EXPECT_EQ(out.find("[1/6]"), std::string::npos) << out;  // no plain lines on stdout
+  EXPECT_NE(out.find("wrote "), std::string::npos) << out;
+}
+
 TEST_F(CliTest, QuantizeOptionsBlockSizeDoubleQuantAndConfigJson) {
   const std::string model = Path("m.safetensors");
   WriteSmallModel(model);
