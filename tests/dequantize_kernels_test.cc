@@ -56,8 +56,8 @@ std::vector<Case> Cases() {
 // Shapes with odd row lengths (groups starting at odd nibbles), tails shorter than any vector,
 // single elements, and 1-D tensors.
 const std::vector<Shape>& Shapes() {
-  static const std::vector<Shape> shapes = {{1}, {1, 1}, {3, 37}, {7, 129}, {5, 200},
-                                            {2, 1000}, {4099}, {3, 5, 33}};
+  static const std::vector<Shape> shapes = {{1},      {1, 1},    {3, 37}, {7, 129},
+                                            {5, 200}, {2, 1000}, {4099},  {3, 5, 33}};
   return shapes;
 }
 
@@ -67,7 +67,8 @@ const std::vector<Shape>& Shapes() {
 void Scramble(QuantizedTensor& q, uint32_t seed) {
   std::mt19937 gen(seed);
   for (uint8_t& b : q.data) b = static_cast<uint8_t>(gen());
-  const int qmax = (q.state.format == Format::kInt4Asym) ? LOWBIT_INT4_ASYM_QMAX : LOWBIT_UINT8_QMAX;
+  const int qmax =
+      (q.state.format == Format::kInt4Asym) ? LOWBIT_INT4_ASYM_QMAX : LOWBIT_UINT8_QMAX;
   for (uint8_t& z : q.state.zero_points) z = static_cast<uint8_t>(gen() % (qmax + 1));
 }
 

@@ -99,9 +99,12 @@ using MatD = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMaj
 
 double UnitRoundoff(DType out) {
   switch (out) {
-    case DType::kBF16: return std::ldexp(1.0, -8);
-    case DType::kF16: return std::ldexp(1.0, -11);
-    default: return 0.0;
+    case DType::kBF16:
+      return std::ldexp(1.0, -8);
+    case DType::kF16:
+      return std::ldexp(1.0, -11);
+    default:
+      return 0.0;
   }
 }
 
@@ -141,9 +144,9 @@ void ExpectMatchesReference(const Reference& r, const float* bias, int64_t k,
 }
 
 // Runs Matmul and returns y widened to float.
-std::vector<float> RunMatmul(const PackedWeight& pw, const DenseTensor& x, int64_t m,
-                             DType y_dtype, const float* bias, Context* ctx,
-                             const MatmulOptions& options = {}, bool one_d = false) {
+std::vector<float> RunMatmul(const PackedWeight& pw, const DenseTensor& x, int64_t m, DType y_dtype,
+                             const float* bias, Context* ctx, const MatmulOptions& options = {},
+                             bool one_d = false) {
   const int64_t n = pw.rows();
   std::vector<uint8_t> y(static_cast<size_t>(m * n) * DTypeSize(y_dtype), 0xCD);
   const Shape y_shape = one_d ? Shape{n} : Shape{m, n};
@@ -175,8 +178,8 @@ TEST_P(MatmulTargetTest, EveryFormatDtypeAndMMatchesFloat64Reference) {
         const DenseTensor x(Randn(m * c.k, static_cast<uint32_t>(m + 3)), act,
                             m == 1 ? Shape{c.k} : Shape{m, c.k});
         const Reference reference(x.values(), wv, m, kN, c.k);
-        const std::vector<DType> outs =
-            act == DType::kF32 ? std::vector<DType>{DType::kF32} : std::vector<DType>{DType::kF32, act};
+        const std::vector<DType> outs = act == DType::kF32 ? std::vector<DType>{DType::kF32}
+                                                           : std::vector<DType>{DType::kF32, act};
         for (const DType y_dtype : outs) {
           for (const bool with_bias : {false, true}) {
             const float* b = with_bias ? bias.data() : nullptr;
@@ -217,9 +220,9 @@ TEST(MatmulLarger, FullKernelBlocksMatchReferenceOnEveryTarget) {
       for (const int64_t target : hwy::SupportedAndGeneratedTargets()) {
         hwy::SetSupportedTargetsForTest(target);
         const std::vector<float> y = RunMatmul(pw, x, m, DType::kF32, nullptr, &ctx);
-        ExpectMatchesReference(reference, nullptr, k, y, DType::kF32,
-                               std::string(c.name) + " M=" + std::to_string(m) + " on " +
-                                   hwy::TargetName(target));
+        ExpectMatchesReference(
+            reference, nullptr, k, y, DType::kF32,
+            std::string(c.name) + " M=" + std::to_string(m) + " on " + hwy::TargetName(target));
       }
       hwy::SetSupportedTargetsForTest(0);
       if (HasFailure()) return;
@@ -455,29 +458,68 @@ TEST(MatmulApi, ValidationErrorsAreClear) {
   std::vector<float> x(4 * (k + 1)), y(4 * (kN + 1));
   std::vector<int8_t> xi(4 * k);
   Context ctx(1);
-  ExpectError([&] { Matmul(pw, {x.data(), DType::kF32, {2, k + 1}}, {y.data(), DType::kF32, {2, kN}}, nullptr, &ctx); },
-              Status::kInvalidArgument, {"last dim must equal K = 96"});
-  ExpectError([&] { Matmul(pw, {x.data(), DType::kF32, {2, k}}, {y.data(), DType::kF32, {2, kN + 1}}, nullptr, &ctx); },
-              Status::kInvalidArgument, {"y [2, 38] must be [2, 37]"});
-  ExpectError([&] { Matmul(pw, {x.data(), DType::kF32, {2, k}}, {y.data(), DType::kF32, {3, kN}}, nullptr, &ctx); },
-              Status::kInvalidArgument, {"must be [2, 37]"});
-  ExpectError([&] { Matmul(pw, {x.data(), DType::kF32, {1, 2, k}}, {y.data(), DType::kF32, {2, kN}}, nullptr, &ctx); },
-              Status::kInvalidArgument, {"x must be [M, K] or [K]"});
-  ExpectError([&] { Matmul(pw, {xi.data(), DType::kI8, {2, k}}, {y.data(), DType::kF32, {2, kN}}, nullptr, &ctx); },
-              Status::kInvalidArgument, {"Matmul x"});
-  ExpectError([&] { Matmul(pw, {x.data(), DType::kF32, {2, k}}, {y.data(), DType::kI32, {2, kN}}, nullptr, &ctx); },
-              Status::kInvalidArgument, {"Matmul y"});
-  ExpectError([&] { Matmul(pw, {x.data(), DType::kF32, {2, k}}, {x.data(), DType::kF32, {2, kN}}, nullptr, &ctx); },
-              Status::kInvalidArgument, {"alias"});
-  ExpectError([&] { Gemv(pw, {x.data(), DType::kF32, {2, k}}, {y.data(), DType::kF32, {2, kN}}, nullptr, &ctx); },
-              Status::kInvalidArgument, {"Gemv", "M = 1"});
+  ExpectError(
+      [&] {
+        Matmul(pw, {x.data(), DType::kF32, {2, k + 1}}, {y.data(), DType::kF32, {2, kN}}, nullptr,
+               &ctx);
+      },
+      Status::kInvalidArgument, {"last dim must equal K = 96"});
+  ExpectError(
+      [&] {
+        Matmul(pw, {x.data(), DType::kF32, {2, k}}, {y.data(), DType::kF32, {2, kN + 1}}, nullptr,
+               &ctx);
+      },
+      Status::kInvalidArgument, {"y [2, 38] must be [2, 37]"});
+  ExpectError(
+      [&] {
+        Matmul(pw, {x.data(), DType::kF32, {2, k}}, {y.data(), DType::kF32, {3, kN}}, nullptr,
+               &ctx);
+      },
+      Status::kInvalidArgument, {"must be [2, 37]"});
+  ExpectError(
+      [&] {
+        Matmul(pw, {x.data(), DType::kF32, {1, 2, k}}, {y.data(), DType::kF32, {2, kN}}, nullptr,
+               &ctx);
+      },
+      Status::kInvalidArgument, {"x must be [M, K] or [K]"});
+  ExpectError(
+      [&] {
+        Matmul(pw, {xi.data(), DType::kI8, {2, k}}, {y.data(), DType::kF32, {2, kN}}, nullptr,
+               &ctx);
+      },
+      Status::kInvalidArgument, {"Matmul x"});
+  ExpectError(
+      [&] {
+        Matmul(pw, {x.data(), DType::kF32, {2, k}}, {y.data(), DType::kI32, {2, kN}}, nullptr,
+               &ctx);
+      },
+      Status::kInvalidArgument, {"Matmul y"});
+  ExpectError(
+      [&] {
+        Matmul(pw, {x.data(), DType::kF32, {2, k}}, {x.data(), DType::kF32, {2, kN}}, nullptr,
+               &ctx);
+      },
+      Status::kInvalidArgument, {"alias"});
+  ExpectError(
+      [&] {
+        Gemv(pw, {x.data(), DType::kF32, {2, k}}, {y.data(), DType::kF32, {2, kN}}, nullptr, &ctx);
+      },
+      Status::kInvalidArgument, {"Gemv", "M = 1"});
   MatmulOptions int8act;
   int8act.int8_activations = true;
-  ExpectError([&] { Matmul(pw, {x.data(), DType::kF32, {2, k}}, {y.data(), DType::kF32, {2, kN}}, int8act, nullptr, &ctx); },
-              Status::kUnsupportedFormat, {"nf4", "int8 activations need int8 or int4"});
+  ExpectError(
+      [&] {
+        Matmul(pw, {x.data(), DType::kF32, {2, k}}, {y.data(), DType::kF32, {2, kN}}, int8act,
+               nullptr, &ctx);
+      },
+      Status::kUnsupportedFormat, {"nf4", "int8 activations need int8 or int4"});
   PackedWeight empty;
-  ExpectError([&] { Matmul(empty, {x.data(), DType::kF32, {2, k}}, {y.data(), DType::kF32, {2, kN}}, nullptr, &ctx); },
-              Status::kInvalidState, {"PackedWeight is empty"});
+  ExpectError(
+      [&] {
+        Matmul(empty, {x.data(), DType::kF32, {2, k}}, {y.data(), DType::kF32, {2, kN}}, nullptr,
+               &ctx);
+      },
+      Status::kInvalidState, {"PackedWeight is empty"});
   const std::vector<float> w3(2 * 3 * 32, 1.0f);
   const QuantizedTensor q3 = QuantizeNF4({w3.data(), DType::kF32, {2, 3, 32}});
   ExpectError([&] { Pack(q3); }, Status::kInvalidArgument, {"2-D [N, K]", "[2, 3, 32]"});
@@ -485,9 +527,10 @@ TEST(MatmulApi, ValidationErrorsAreClear) {
               Status::kUnsupportedBackend, {"no_such_backend"});
 }
 
-// ---- int8-activation path ------------------------------------------------------------------------
-// Exact reference of the documented semantics (kernels/cpu/matmul_int8act.cc, docs/kernels.md):
-// activation codes by the absmax rule, integer dot products in int64, fixed float64 epilogue.
+// ---- int8-activation path
+// ------------------------------------------------------------------------ Exact reference of the
+// documented semantics (kernels/cpu/matmul_int8act.cc, docs/kernels.md): activation codes by the
+// absmax rule, integer dot products in int64, fixed float64 epilogue.
 std::vector<float> Int8ActReference(const QuantizedTensor& q, const std::vector<float>& xv,
                                     int64_t m) {
   const QuantState& s = q.state;
@@ -502,7 +545,7 @@ std::vector<float> Int8ActReference(const QuantizedTensor& q, const std::vector<
     }
     std::vector<int64_t> qx(static_cast<size_t>(k), 0);
     if (finite && a > 0.0f) {
-      const float mul = 127.0f / a;
+      const float mul = std::min(127.0f / a, std::numeric_limits<float>::max());
       for (int64_t j = 0; j < k; ++j) {
         const float t = xv[i * k + j] * mul;
         qx[j] = static_cast<int64_t>(
@@ -581,6 +624,9 @@ TEST_P(Int8ActTargetTest, BitExactWithIntegerReference) {
           for (int64_t j = 0; j < c.k; ++j) xs[2 * c.k + j] = (j % 2 ? 0.5f : -1.5f) + (j % 7);
           xs[2 * c.k] = 127.0f;
         }
+        if (m >= 7) {  // a row so small that 127 / absmax overflows float32 (saturated scale)
+          for (int64_t j = 0; j < c.k; ++j) xs[3 * c.k + j] *= 1e-38f;
+        }
         const DenseTensor x(xs, act, {m, c.k});
         for (const bool with_bias : {false, true}) {
           const std::vector<float> y =
@@ -608,15 +654,17 @@ TEST_P(Int8ActTargetTest, LongRowsAndNonFiniteRows) {
     // Extreme codes everywhere: all weights +-absmax and activations +-absmax maximise |dot|.
     std::vector<float> wv(n * k);
     for (int64_t i = 0; i < n * k; ++i) wv[i] = (i % 3 == 0) ? -2.0f : 2.0f;
-    const QuantizedTensor q = f == Format::kInt8 ? QuantizeInt8({wv.data(), DType::kF32, {n, k}})
-                                                 : QuantizeInt4({wv.data(), DType::kF32, {n, k}}, 4096);
+    const QuantizedTensor q = f == Format::kInt8
+                                  ? QuantizeInt8({wv.data(), DType::kF32, {n, k}})
+                                  : QuantizeInt4({wv.data(), DType::kF32, {n, k}}, 4096);
     const PackedWeight pw = Pack(q);
     std::vector<float> xs(m * k);
     for (int64_t i = 0; i < m * k; ++i) xs[i] = (i % 3 == 0) ? -1.0f : 1.0f;
     xs[2 * k + 17] = std::numeric_limits<float>::infinity();
     const DenseTensor x(xs, DType::kF32, {m, k});
     const std::vector<float> y = RunMatmul(pw, x, m, DType::kF32, nullptr, &ctx, o);
-    ASSERT_TRUE(SameBits(y, Int8ActReference(q, x.values(), m))) << FormatName(f) << " on " << Target();
+    ASSERT_TRUE(SameBits(y, Int8ActReference(q, x.values(), m)))
+        << FormatName(f) << " on " << Target();
     for (int64_t j = 0; j < n; ++j) EXPECT_TRUE(std::isnan(y[2 * n + j]));
     EXPECT_GT(y[0], 1000.0f);  // the dot is large, not wrapped around
   }
@@ -650,10 +698,11 @@ TEST(Int8ActError, RelativeErrorVsFloatActivationsIsSmall) {
       mean_abs_y += std::fabs(yf[i]) / yf.size();
     }
     const double rel_l2 = std::sqrt(num / den);
-    std::printf("int8 activations, %s weights [%lld, %lld], Gaussian x: rel L2 error %.3e, "
-                "max abs error %.3e (mean |y| %.3e)\n",
-                FormatName(f), static_cast<long long>(n), static_cast<long long>(k), rel_l2,
-                worst, mean_abs_y);
+    std::printf(
+        "int8 activations, %s weights [%lld, %lld], Gaussian x: rel L2 error %.3e, "
+        "max abs error %.3e (mean |y| %.3e)\n",
+        FormatName(f), static_cast<long long>(n), static_cast<long long>(k), rel_l2, worst,
+        mean_abs_y);
     // Expected ~ (a / 254) / sqrt(3) per element relative to sigma_x (a ~ 3.3 sigma for
     // K = 1024): rel L2 ~ 0.0075; the bound leaves a factor of 2.
     EXPECT_LT(rel_l2, 0.015) << FormatName(f);

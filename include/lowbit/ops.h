@@ -44,12 +44,12 @@ class PackedWeight {
 // (converted exactly to float32), accumulation in float32.
 struct MatmulOptions {
   // int8 and int4 (symmetric) weights only: quantize each activation row to int8 with its
-  // absmax (code = clamp(round_half_even(x * f32(127 / absmax)), -127, 127)), accumulate exact
-  // integer dot products per weight group (int4) or row (int8), and scale them in a fixed
-  // double-precision epilogue: results are identical on every ISA and thread count. Adds the
-  // activation rounding error (at most absmax / 254 per element; measured in docs/kernels.md).
-  // A row holding Inf or NaN yields NaN outputs. Other formats reject it with
-  // Error(kUnsupportedFormat).
+  // absmax (code = clamp(round_half_even(x * min(f32(127 / absmax), FLT_MAX)), -127, 127)),
+  // accumulate exact integer dot products per weight group (int4) or row (int8), and scale
+  // them in a fixed double-precision epilogue: results are identical on every ISA and thread
+  // count. Adds the activation rounding error (at most absmax / 254 per element; measured in
+  // docs/kernels.md). A row holding Inf or NaN yields NaN outputs. Other formats reject it
+  // with Error(kUnsupportedFormat).
   bool int8_activations = false;
 };
 

@@ -3,8 +3,9 @@
 // epilogue. AVX-512 VNNI (vpdpbusd) on AVX3_DL, portable Highway int16 madd everywhere else.
 //
 // Semantics (identical on every target, bit for bit; docs/kernels.md):
-//   activation row m: a = absmax(x[m, :]), q[k] = clamp(round_half_even(x[k] * f32(127 / a)),
-//                     -127, 127) (a == 0: q = 0; a non-finite: the row's outputs are NaN).
+//   activation row m: a = absmax(x[m, :]), q[k] = clamp(round_half_even(x[k] * s), -127, 127)
+//                     with s = min(f32(127 / a), FLT_MAX) (a == 0: q = 0; a non-finite: the
+//                     row's outputs are NaN).
 //   weight row n, segment s (int4: its group; int8: kInt8ActSegment elements):
 //                     d_s = sum_{k in s} v[n, k] * q[k]  exactly (int32), v = code - 8 (int4) or
 //                     the int8 code.
@@ -45,8 +46,8 @@ constexpr int kActRows = 4;
 
 // Quantizes rows of x ([m, k_pad] float32, zero-padded past k) to int8 (see the file comment)
 // and sums the codes of each segment (segment s covers [s * seg, min((s + 1) * seg, k_pad))).
-void QuantizeRows(const float* x, int64_t m, int64_t k_pad, int64_t seg, int8_t* q,
-                  int32_t* qsum, float* absmax) {
+void QuantizeRows(const float* x, int64_t m, int64_t k_pad, int64_t seg, int8_t* q, int32_t* qsum,
+                  float* absmax) {
   const DF df;
   const DI di;
   const hn::Rebind<int8_t, DF> d8;
@@ -68,7 +69,8 @@ void QuantizeRows(const float* x, int64_t m, int64_t k_pad, int64_t seg, int8_t*
     if (!(a > 0.0f)) {  // zero row or non-finite row: codes 0
       for (int64_t k = 0; k < k_pad; ++k) qr[k] = 0;
     } else {
-      const VF mul = hn::Set(df, 127.0f / a);
+      // Saturated: 127 / a overflows for a < 127 / FLT_MAX (~3.7e-37), and 0 * inf would be NaN.
+      const VF mul = hn::Set(df, std::min(127.0f / a, std::numeric_limits<float>::max()));
       const VF lo = hn::Set(df, -127.0f), hi = hn::Set(df, 127.0f);
       for (int64_t k = 0; k < k_pad; k += kLanes) {
         const VF v = hn::Round(hn::Mul(hn::LoadU(df, xr + k), mul));
@@ -99,8 +101,8 @@ LOWBIT_VNNI_FN HWY_INLINE __m128i ReduceFour(__m512i a, __m512i b, __m512i c, __
   const __m512i cd = _mm512_add_epi32(_mm512_unpacklo_epi32(c, d), _mm512_unpackhi_epi32(c, d));
   const __m512i abcd =
       _mm512_add_epi32(_mm512_unpacklo_epi64(ab, cd), _mm512_unpackhi_epi64(ab, cd));
-  const __m256i h = _mm256_add_epi32(_mm512_castsi512_si256(abcd),
-                                     _mm512_extracti64x4_epi64(abcd, 1));
+  const __m256i h =
+      _mm256_add_epi32(_mm512_castsi512_si256(abcd), _mm512_extracti64x4_epi64(abcd, 1));
   return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
 }
 
@@ -120,7 +122,8 @@ LOWBIT_VNNI_FN HWY_INLINE __m512i LoadWeights64(const uint8_t* codes, int64_t k)
   }
 }
 template <bool kFourBit>
-LOWBIT_VNNI_FN HWY_INLINE __m512i LoadWeights32(const uint8_t* codes, int64_t k) {  // upper half zero
+LOWBIT_VNNI_FN HWY_INLINE __m512i LoadWeights32(const uint8_t* codes,
+                                                int64_t k) {  // upper half zero
   __m256i v;
   if constexpr (kFourBit) {
     const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + k / 2));
@@ -151,8 +154,8 @@ LOWBIT_VNNI_FN HWY_INLINE void AccumulateSegment(const uint8_t* const* codes,
     __m512i w[R];
     for (int r = 0; r < R; ++r) w[r] = LoadWeights32<kFourBit>(codes[r], k);
     for (int i = 0; i < MB; ++i) {
-      const __m512i xv = _mm512_zextsi256_si512(
-          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q[i] + k)));
+      const __m512i xv =
+          _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(q[i] + k)));
       for (int r = 0; r < R; ++r) acc[r][i] = _mm512_dpbusd_epi32(acc[r][i], w[r], xv);
     }
   }
@@ -191,8 +194,8 @@ LOWBIT_VNNI_FN HWY_INLINE void SegmentDots(const uint8_t* const* codes, const in
 // d * scale exact in float64, so the FMA rounds exactly like the scalar multiply-then-add.
 template <int R>
 LOWBIT_VNNI_FN HWY_INLINE void Int4GroupsVnni4(const Int8ActProblem& p, int64_t n0, int64_t m0,
-                                               const uint8_t* const* codes,
-                                               const int8_t* const* q, double acc[R][4]) {
+                                               const uint8_t* const* codes, const int8_t* const* q,
+                                               double acc[R][4]) {
   const CpuPacked& w = *p.w;
   const int64_t nseg = p.num_segments;
   __m256d accv[R];
@@ -205,10 +208,10 @@ LOWBIT_VNNI_FN HWY_INLINE void Int4GroupsVnni4(const Int8ActProblem& p, int64_t 
       for (int i = 0; i < 4; ++i) a[r][i] = _mm512_setzero_si512();
     }
     AccumulateSegment<true, R, 4>(codes, q, kb, ke, a);
-    const __m128i off = _mm_mullo_epi32(
-        _mm_set_epi32(p.qsum[(m0 + 3) * nseg + s], p.qsum[(m0 + 2) * nseg + s],
-                      p.qsum[(m0 + 1) * nseg + s], p.qsum[m0 * nseg + s]),
-        _mm_set1_epi32(kVnniOffset<true>));
+    const __m128i off =
+        _mm_mullo_epi32(_mm_set_epi32(p.qsum[(m0 + 3) * nseg + s], p.qsum[(m0 + 2) * nseg + s],
+                                      p.qsum[(m0 + 1) * nseg + s], p.qsum[m0 * nseg + s]),
+                        _mm_set1_epi32(kVnniOffset<true>));
     for (int r = 0; r < R; ++r) {
       const __m128i d = _mm_sub_epi32(ReduceFour(a[r][0], a[r][1], a[r][2], a[r][3]), off);
       const __m256d scale =
@@ -237,8 +240,8 @@ HWY_INLINE void LoadWeightsChunk(const uint8_t* codes, int64_t k, V16* out) {
     const hn::Rebind<uint8_t, D16> du8;
     const V16 offset = hn::Set(d16, LOWBIT_INT4_SYM_OFFSET);
     for (size_t p = 0; p < 16; p += kLanes16) {
-      const V16 b = hn::BitCast(d16, hn::PromoteTo(hn::RebindToUnsigned<D16>(),
-                                                   hn::LoadU(du8, codes + k / 2 + p)));
+      const V16 b = hn::BitCast(
+          d16, hn::PromoteTo(hn::RebindToUnsigned<D16>(), hn::LoadU(du8, codes + k / 2 + p)));
       out[p / kLanes16] = hn::Sub(hn::And(b, hn::Set(d16, 0x0F)), offset);
       out[(16 + p) / kLanes16] = hn::Sub(hn::ShiftRight<4>(b), offset);
     }
@@ -299,23 +302,23 @@ LOWBIT_VNNI_FN void Block(const Int8ActProblem& p, int64_t n0, int64_t m0) {
     Int4GroupsVnni4<R>(p, n0, m0, codes, q, acc);
   } else  // NOLINT: the generic loop below
 #endif
-  for (int64_t s = 0; s < nseg; ++s) {
-    const int64_t kb = s * p.segment;
-    const int64_t ke = std::min(kb + p.segment, w.k_pad);
-    for (int i = 0; i < MB; ++i) qsum_seg[i] = p.qsum[(m0 + i) * nseg + s];
-    int32_t dots[R][MB];
-    SegmentDots<kFourBit, R, MB>(codes, q, kb, ke, qsum_seg, dots);
-    for (int r = 0; r < R; ++r) {
-      for (int i = 0; i < MB; ++i) {
-        if constexpr (kFourBit) {
-          acc[r][i] += static_cast<double>(dots[r][i]) *
-                       static_cast<double>(w.scales[(n0 + r) * w.groups_per_row + s]);
-        } else {
-          dot64[r][i] += dots[r][i];
+    for (int64_t s = 0; s < nseg; ++s) {
+      const int64_t kb = s * p.segment;
+      const int64_t ke = std::min(kb + p.segment, w.k_pad);
+      for (int i = 0; i < MB; ++i) qsum_seg[i] = p.qsum[(m0 + i) * nseg + s];
+      int32_t dots[R][MB];
+      SegmentDots<kFourBit, R, MB>(codes, q, kb, ke, qsum_seg, dots);
+      for (int r = 0; r < R; ++r) {
+        for (int i = 0; i < MB; ++i) {
+          if constexpr (kFourBit) {
+            acc[r][i] += static_cast<double>(dots[r][i]) *
+                         static_cast<double>(w.scales[(n0 + r) * w.groups_per_row + s]);
+          } else {
+            dot64[r][i] += dots[r][i];
+          }
         }
       }
     }
-  }
   const QuantState& st = w.state;
   for (int r = 0; r < R; ++r) {
     for (int i = 0; i < MB; ++i) {
@@ -324,8 +327,8 @@ LOWBIT_VNNI_FN void Block(const Int8ActProblem& p, int64_t n0, int64_t m0) {
       if constexpr (kFourBit) {
         v = (acc[r][i] * a) / 127.0;
       } else {
-        const double aw = static_cast<double>(
-            st.scales[st.granularity == Granularity::kTensor ? 0 : n0 + r]);
+        const double aw =
+            static_cast<double>(st.scales[st.granularity == Granularity::kTensor ? 0 : n0 + r]);
         v = ((static_cast<double>(dot64[r][i]) * aw) * a) / 16129.0;
       }
       p.y[(m0 + i) * w.rows + n0 + r] = static_cast<float>(v);
@@ -338,10 +341,17 @@ LOWBIT_VNNI_FN void RowBlock(const Int8ActProblem& p, int64_t n0) {
   int64_t m0 = 0;
   for (; m0 + kActRows <= p.m; m0 += kActRows) Block<kFourBit, R, kActRows>(p, n0, m0);
   switch (p.m - m0) {
-    case 3: Block<kFourBit, R, 3>(p, n0, m0); break;
-    case 2: Block<kFourBit, R, 2>(p, n0, m0); break;
-    case 1: Block<kFourBit, R, 1>(p, n0, m0); break;
-    default: break;
+    case 3:
+      Block<kFourBit, R, 3>(p, n0, m0);
+      break;
+    case 2:
+      Block<kFourBit, R, 2>(p, n0, m0);
+      break;
+    case 1:
+      Block<kFourBit, R, 1>(p, n0, m0);
+      break;
+    default:
+      break;
   }
 }
 
