@@ -3,7 +3,8 @@
 #
 #   bash scripts/cuda_check.sh            configure + build + parity tests + short benchmarks
 #   BENCH_FILTER='4096x4096' bash scripts/cuda_check.sh    fewer benchmarks
-#   SKIP_BENCH=1 / SKIP_MEMCHECK=1        leave those steps out
+#   SKIP_BENCH=1 / SKIP_MEMCHECK=1        leave those steps out (memcheck: up to MEMCHECK_TIMEOUT
+#                                         seconds, default 300; skip it when device time is short)
 #
 # Writes logs to $OUT (default: <build dir>/cuda-check): cuda_test.txt, memcheck.txt,
 # cuda_bench.json / .txt. Exits non-zero when any step fails, or when a CudaParity test was
@@ -34,8 +35,9 @@ fi
 
 # 2. Out-of-bounds / race check of the kernels on the same tests (slow, small shapes).
 if [ -z "${SKIP_MEMCHECK:-}" ] && command -v compute-sanitizer >/dev/null 2>&1; then
-  compute-sanitizer --tool memcheck --error-exitcode 3 "$BUILD/tests/cuda_test" \
-    --gtest_filter='CudaParity.*' > "$OUT/memcheck.txt" 2>&1 || { echo "memcheck failed" >&2; status=1; }
+  timeout "${MEMCHECK_TIMEOUT:-300}" compute-sanitizer --tool memcheck --error-exitcode 3 \
+    "$BUILD/tests/cuda_test" --gtest_filter='CudaParity.*' > "$OUT/memcheck.txt" 2>&1 ||
+    { echo "memcheck failed or timed out (see $OUT/memcheck.txt)" >&2; status=1; }
   tail -n 3 "$OUT/memcheck.txt"
 fi
 
