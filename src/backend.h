@@ -86,7 +86,7 @@ struct Backend {
 // All backends built into this library, CPU first. CUDA joins when built with
 // LOWBIT_BACKEND_CUDA. Never empty.
 const std::vector<const Backend*>& Backends();
-// The backend named `name` ("" = the first whose probe() succeeds, i.e. the best available).
+// The backend named `name`; "" is the CPU backend (device backends are opt-in by name).
 // Throws Error(kUnsupportedBackend) naming `name` when unknown or not usable in this process.
 const Backend& FindBackend(std::string_view name);
 // The CPU backend (always present).

@@ -15,7 +15,7 @@ extern const Backend kBackend;  // kernels/cuda
 const std::vector<const Backend*>& Backends() {
   static const std::vector<const Backend*> backends = {
 #ifdef LOWBIT_BACKEND_CUDA
-      &cuda::kBackend,  // preferred when its probe finds a device
+      &cuda::kBackend,  // opt-in by name: FindBackend("cuda")
 #endif
       &cpu::kBackend,
   };
@@ -25,9 +25,12 @@ const std::vector<const Backend*>& Backends() {
 const Backend& CpuBackend() { return cpu::kBackend; }
 
 const Backend& FindBackend(std::string_view name) {
+  // "" is the CPU backend: callers that name no backend pass host memory and expect host-side
+  // options (int8 activations) to work, so a device backend is opt-in by name.
+  if (name.empty()) return CpuBackend();
   std::string known;
   for (const Backend* b : Backends()) {
-    if (name.empty() ? b->probe() : name == b->name) {
+    if (name == b->name) {
       Require(b->probe(), Status::kUnsupportedBackend,
               std::string("backend '") + b->name + "' is built in but not usable here (probe failed)");
       return *b;

@@ -208,7 +208,7 @@ LOWBIT_C_API lowbit_status lowbit_tensor_error(const lowbit_tensor_t* tensor,
 /* ---- Packed weights and matmul ---------------------------------------------------------------
  * Weights are 2-D [N, K] (out_features, in_features). y = x · Wᵀ (+ bias), accumulated in f32. */
 
-/* Packs a 2-D tensor for backend ("cpu", or NULL / "" = best available). The tensor is only
+/* Packs a 2-D tensor for backend ("cpu" or NULL / "" = CPU; "cuda" when built in). The tensor is only
  * read; the caller owns *out_packed. */
 LOWBIT_C_API lowbit_status lowbit_pack(const lowbit_tensor_t* weight, const char* backend,
                                        lowbit_packed_t** out_packed);

@@ -53,7 +53,7 @@ struct MatmulOptions {
   bool int8_activations = false;
 };
 
-// Repacks `w` (2-D, canonical) for the named backend ("cpu" or "" = best available).
+// Repacks `w` (2-D, canonical) for the named backend ("" or "cpu" = CPU; "cuda" when built in and a GPU is present).
 PackedWeight Pack(const QuantizedTensor& w, const std::string& backend = "");
 // Restores the canonical QuantizedTensor (bit-identical to what was packed).
 QuantizedTensor Unpack(const PackedWeight& w);

@@ -41,7 +41,7 @@ void Dequantize(const QuantizedTensor& q, const TensorView& out);
 // Convenience: dequantizes to a new float32 vector.
 std::vector<float> DequantizeToF32(const QuantizedTensor& q);
 
-// The same two operations on a named backend ("cpu", "cuda"; "" = the best available, see
+// The same two operations on a named backend ("cpu", "cuda"; "" = CPU, see
 // docs/backends.md). Same validation, same results bit for bit; inputs and outputs are host
 // memory. A backend without a device codec for a format uses the CPU codecs for Dequantize and
 // throws Error(kUnsupportedFormat) naming the format for Quantize (cuda quantizes nf4, fp4,
