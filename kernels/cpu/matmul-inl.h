@@ -125,8 +125,8 @@ void MicroKernel(const float* HWY_RESTRICT x, const float* HWY_RESTRICT tile, in
 
 using MicroKernelFn = void (*)(const float*, const float*, int64_t, float*, int64_t);
 template <int MR>
-constexpr MicroKernelFn kMicroRow[kNr] = {&MicroKernel<MR, 1>, &MicroKernel<MR, 2>,
-                                          &MicroKernel<MR, 3>, &MicroKernel<MR, 4>};
+inline constexpr MicroKernelFn kMicroRow[kNr] = {&MicroKernel<MR, 1>, &MicroKernel<MR, 2>,
+                                                 &MicroKernel<MR, 3>, &MicroKernel<MR, 4>};
 inline MicroKernelFn GetMicroKernel(int mr, int nr) {
   static constexpr const MicroKernelFn* kTable[kMr] = {kMicroRow<1>, kMicroRow<2>, kMicroRow<3>,
                                                        kMicroRow<4>};
