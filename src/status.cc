@@ -29,21 +29,9 @@ Error::Error(Status status, const std::string& message)
       status_(status),
       message_(message) {}
 
-namespace {
-void DefaultFatalHandler(const char* file, int line, const char* message) {
-  std::fprintf(stderr, "lowbit fatal error at %s:%d: %s\n", file, line, message);
-  std::abort();
-}
-std::atomic<FatalHandler> g_fatal_handler{&DefaultFatalHandler};
-}  // namespace
-
-FatalHandler SetFatalHandler(FatalHandler handler) noexcept {
-  return g_fatal_handler.exchange(handler ? handler : &DefaultFatalHandler);
-}
-
-void Fatal(const char* file, int line, const char* message) noexcept {
-  g_fatal_handler.load()(file, line, message);
-  std::abort();  // a handler must not return
+void InvariantFailed(const char* file, int line, const char* message) {
+  throw Error(Status::kInternal, std::string(file) + ":" + std::to_string(line) + ": " + message +
+                                     " (a lowbit bug; please report it)");
 }
 
 }  // namespace lowbit

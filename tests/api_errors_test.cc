@@ -234,5 +234,18 @@ TEST_F(CorruptState, OutputView) {
   EXPECT_NO_THROW(Dequantize(q, TensorView{out.data(), DType::kF32, {512}}));
 }
 
+// A broken invariant is a lowbit bug: it must surface as Error(kInternal) naming where, never abort
+// the host process.
+TEST(Invariants, BrokenInvariantThrowsInternalWithLocation) {
+  try {
+    LOWBIT_DCHECK_INVARIANT(1 + 1 == 3);
+    FAIL() << "no exception";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.status(), Status::kInternal);
+    EXPECT_NE(std::string(e.what()).find("api_errors_test.cc:"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("1 + 1 == 3"), std::string::npos) << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace lowbit

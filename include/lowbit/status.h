@@ -44,17 +44,16 @@ inline void Require(bool condition, Status status, const std::string& message) {
   if (!condition) throw Error(status, message);
 }
 
-// Called when an internal invariant breaks (a lowbit bug, never bad input). The default handler
-// prints the message and aborts; hosts may install their own (it must not return).
-using FatalHandler = void (*)(const char* file, int line, const char* message);
-FatalHandler SetFatalHandler(FatalHandler handler) noexcept;
-[[noreturn]] void Fatal(const char* file, int line, const char* message) noexcept;
+// Called when an internal invariant breaks (a lowbit bug, never bad input): throws
+// Error(kInternal) naming the file, line and condition. A library must not abort its host, and the
+// C ABI turns this into LOWBIT_STATUS_INTERNAL like any other error.
+[[noreturn]] void InvariantFailed(const char* file, int line, const char* message);
 
 }  // namespace lowbit
 
 #define LOWBIT_DCHECK_INVARIANT(cond) \
   do {                                \
-    if (!(cond)) ::lowbit::Fatal(__FILE__, __LINE__, "invariant failed: " #cond); \
+    if (!(cond)) ::lowbit::InvariantFailed(__FILE__, __LINE__, "invariant failed: " #cond); \
   } while (0)
 
 #endif  // LOWBIT_STATUS_H_
