@@ -1,9 +1,7 @@
-// Status names, lowbit::Error, and the replaceable fatal handler.
+// Status names, lowbit::Error, and the internal-invariant failure path.
 #include "lowbit/status.h"
 
-#include <atomic>
-#include <cstdio>
-#include <cstdlib>
+#include <string>
 
 namespace lowbit {
 
