@@ -1,8 +1,10 @@
 // Model-level GPTQ/AWQ orchestration of the llama example (see calibrated.h).
 #include "examples/llama/calibrated.h"
 
+#include <array>
 #include <utility>
 
+#include "lowbit/io/safetensors.h"
 #include "lowbit/quantize.h"
 
 namespace lowbit::llama {
@@ -113,6 +115,45 @@ Model QuantizeAwq(const FloatWeights& w, const Sequences& calibration,
     }
   }
   return model;
+}
+
+std::string LinearModuleName(int layer, Linear l) {
+  const bool attention = l == Linear::kWq || l == Linear::kWk || l == Linear::kWv ||
+                         l == Linear::kWo;
+  return "layers." + std::to_string(layer) + (attention ? ".attention." : ".feed_forward.") +
+         LinearName(l);
+}
+
+void WriteCalibrationFile(const FloatWeights& w, const Sequences& calibration,
+                          const std::string& path) {
+  RequireCalibration(calibration);
+  const Model model = FloatModel(w);
+  const int n_layers = w.config.n_layers;
+  // inputs[layer][linear]: the stacked rows seen by that linear.
+  std::vector<std::array<std::vector<float>, kNumLinears>> inputs(n_layers);
+  std::vector<std::array<int64_t, kNumLinears>> rows(n_layers);
+  for (auto& r : rows) r.fill(0);
+  const LinearObserver observer = [&](int layer, Linear l, const float* x, int64_t r, int64_t k) {
+    std::vector<float>& dst = inputs[layer][static_cast<int>(l)];
+    dst.insert(dst.end(), x, x + r * k);
+    rows[layer][static_cast<int>(l)] += r;
+  };
+  Session session(model);
+  for (const auto& seq : calibration) {
+    session.Reset();
+    session.Forward(seq.data(), static_cast<int32_t>(seq.size()), nullptr, &observer);
+  }
+  std::vector<io::NamedTensorView> tensors;
+  for (int i = 0; i < n_layers; ++i) {
+    for (Linear l : kAllLinears) {
+      const int li = static_cast<int>(l);
+      tensors.push_back({LinearModuleName(i, l) + ".inputs",
+                         {inputs[i][li].data(), DType::kF32,
+                          {rows[i][li], LinearShape(w.config, l)[1]}}});
+    }
+  }
+  io::SaveSafetensors(path, tensors,
+                      {{"lowbit.calibration", "inputs of every linear of the float32 model"}});
 }
 
 }  // namespace lowbit::llama

@@ -9,6 +9,7 @@
 #define LOWBIT_EXAMPLES_LLAMA_CALIBRATED_H_
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "examples/llama/model.h"
@@ -35,6 +36,21 @@ Model QuantizeGptq(const FloatWeights& w, const Sequences& calibration,
 // `alphas` (optional) receives the chosen α per group, in quantization order.
 Model QuantizeAwq(const FloatWeights& w, const Sequences& calibration,
                   const calibrate::AwqOptions& options, std::vector<float>* alphas = nullptr);
+
+// The safetensors module name of linear `l` of block `layer` in llama2.c's PyTorch naming
+// (model.py), as in models/stories260K/stories260K.safetensors:
+// "layers.<i>.attention.<wq|wk|wv|wo>" or "layers.<i>.feed_forward.<w1|w2|w3>" (no ".weight").
+std::string LinearModuleName(int layer, Linear l);
+
+// Writes the calibration file of `lowbit quantize --method gptq|awq --calibration FILE`
+// (docs/cli.md) for stories260K.safetensors: for every linear, LinearModuleName(i, l) + ".inputs"
+// = the inputs that reach it
+// when the float32 model runs over `calibration` (all sequences stacked), f32 [rows, in].
+// Unlike QuantizeGptq/QuantizeAwq (true-sequential, inputs from the partially quantized model),
+// these come from the float model in one pass: what a model-agnostic tool can consume.
+// Atomic; throws Error.
+void WriteCalibrationFile(const FloatWeights& w, const Sequences& calibration,
+                          const std::string& path);
 
 }  // namespace lowbit::llama
 

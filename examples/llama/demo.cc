@@ -101,6 +101,18 @@ Model QuantizeVariant(const FloatWeights& w, const VariantSpec& spec, const Sequ
   });
 }
 
+void DumpCalibration(const std::string& model_dir, const std::string& path, std::ostream& out) {
+  const FloatWeights weights = LoadLlama2c(model_dir + "/stories260K.bin");
+  const Tokenizer tokenizer(model_dir + "/tok512.bin", weights.config.vocab_size);
+  const Sequences calibration =
+      LoadStorySample(tokenizer, model_dir + "/eval/tinystories_sample_5stories.txt");
+  int64_t tokens = 0;
+  for (const auto& s : calibration) tokens += static_cast<int64_t>(s.size());
+  WriteCalibrationFile(weights, calibration, path);
+  out << "wrote " << path << ": inputs of all " << weights.config.n_layers * kNumLinears
+      << " linears over " << calibration.size() << " sample stories (" << tokens << " tokens)\n";
+}
+
 std::vector<VariantResult> RunDemo(const DemoOptions& options, std::ostream& out) {
   const std::string dir = options.model_dir;
   const int threads = options.threads > 0

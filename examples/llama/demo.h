@@ -66,6 +66,12 @@ struct VariantResult {
   double tokens_per_s = 0;          // token-by-token generation (KV cache, M = 1)
 };
 
+// Writes the calibration file of `lowbit quantize --method gptq|awq` for
+// models/stories260K/stories260K.safetensors to `path`: the inputs of every linear over the demo's
+// calibration stories (WriteCalibrationFile on LoadStorySample). Prints one line to `out`.
+// Throws Error.
+void DumpCalibration(const std::string& model_dir, const std::string& path, std::ostream& out);
+
 // Runs the demo, printing progress, the table and the story to `out`. Returns one result per
 // variant. Throws lowbit::Error on missing files or bad options.
 std::vector<VariantResult> RunDemo(const DemoOptions& options, std::ostream& out);

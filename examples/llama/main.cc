@@ -29,7 +29,21 @@ int main(int argc, char** argv) {
   app.add_option("--threads", options.threads, "evaluation threads (0 = all cores)")
       ->capture_default_str()
       ->check(CLI::Range(0, 256));
+  std::string dump_calibration;
+  app.add_option("--dump-calibration", dump_calibration,
+                 "write the calibration file of `lowbit quantize --method gptq|awq` for "
+                 "models/stories260K/stories260K.safetensors (inputs of every linear over the "
+                 "sample stories) and exit");
   CLI11_PARSE(app, argc, argv);
+  if (!dump_calibration.empty()) {
+    try {
+      lowbit::llama::DumpCalibration(options.model_dir, dump_calibration, std::cout);
+    } catch (const lowbit::Error& e) {
+      std::cerr << "lowbit-demo: " << e.what() << "\n";
+      return 1;
+    }
+    return 0;
+  }
 
   if (windows == "all") {
     options.windows = -1;
