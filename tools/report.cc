@@ -1,5 +1,5 @@
 // tools/report.cc — `lowbit report`: quantizes a realistic weight set with every format and
-// prints size and error per format (the project's main job, run by scripts/demo.sh).
+// prints size and weight error per format (the main job on a real model is lowbit-demo).
 #include <algorithm>
 #include <chrono>
 #include <cmath>
