@@ -382,7 +382,7 @@ TEST_F(CliCalibrateTest, NonInt4FormatIsAUsageError) {
 #ifdef LOWBIT_DEMO_PATH
 // The real producer of the format: lowbit-demo's calibration file for stories260K names every
 // linear of models/stories260K/stories260K.safetensors with the right input width, and the CLI
-// calibrates all 35 of them (tok_embeddings skipped) from it.
+// calibrates from it (entries of --skip'ped weights are ignored).
 TEST_F(CliCalibrateTest, DemoCalibrationFileDrivesCliGptq) {
   const std::string model_dir = std::string(LOWBIT_SOURCE_DIR) + "/models/stories260K";
   const std::string calib = Path("stories_calib.safetensors");
@@ -404,11 +404,12 @@ TEST_F(CliCalibrateTest, DemoCalibrationFileDrivesCliGptq) {
   // wq, wk and wv read the same normalised input.
   EXPECT_EQ(cal.CopyAsF32(cal.Get("layers.2.attention.wq.inputs")),
             cal.CopyAsF32(cal.Get("layers.2.attention.wv.inputs")));
+  // Block 0 only (7 linears): all 35 take ~12 s under ASan; the entries were all checked above.
   r = Run({"quantize", model_dir + "/stories260K.safetensors", Path("q.safetensors"), "-f",
-           "int4", "-b", "32", "--skip", "tok_embeddings", "--method", "gptq", "--calibration",
-           calib, "-q"});
+           "int4", "-b", "32", "--skip", "tok_embeddings", "--skip", "layers.[1-4].*",
+           "--method", "gptq", "--calibration", calib, "-q"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_NE(r.out.find("35 tensors calibrated"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("7 tensors calibrated"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("0 round-to-nearest"), std::string::npos) << r.out;
 }
 #endif
