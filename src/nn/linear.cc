@@ -70,6 +70,12 @@ void QuantLinear::SetBias(const float* bias) {
   bias_.assign(bias, bias + out_features_);
 }
 
+void QuantLinear::InitUniform(uint64_t seed) {
+  std::vector<float> w, b;
+  InitLinearUniform(in_features_, out_features_, seed, &w, has_bias() ? &b : nullptr);
+  SetWeight(w.data(), has_bias() ? b.data() : nullptr);
+}
+
 ConstTensorView QuantLinear::WeightView(const float* w) const {
   Require(w != nullptr, Status::kInvalidArgument, "SetWeight: weight pointer is null");
   return ConstTensorView{w, DType::kF32, {out_features_, in_features_}};
@@ -117,9 +123,7 @@ Linear8bit::Linear8bit(int64_t in_features, int64_t out_features, bool bias,
 Linear8bit::Linear8bit(int64_t in_features, int64_t out_features, bool bias,
                        const Linear8bitOptions& options, uint64_t seed)
     : Linear8bit(in_features, out_features, bias, options, NoInit{}) {
-  std::vector<float> w, b;
-  InitLinearUniform(in_features, out_features, seed, &w, bias ? &b : nullptr);
-  SetWeight(w.data(), bias ? b.data() : nullptr);
+  InitUniform(seed);
 }
 
 std::unique_ptr<Linear8bit> Linear8bit::FromLinear(int64_t in_features, int64_t out_features,
@@ -269,9 +273,7 @@ Linear4bit::Linear4bit(int64_t in_features, int64_t out_features, bool bias,
 Linear4bit::Linear4bit(int64_t in_features, int64_t out_features, bool bias,
                        const Linear4bitOptions& options, uint64_t seed)
     : Linear4bit(in_features, out_features, bias, options, NoInit{}) {
-  std::vector<float> w, b;
-  InitLinearUniform(in_features, out_features, seed, &w, bias ? &b : nullptr);
-  SetWeight(w.data(), bias ? b.data() : nullptr);
+  InitUniform(seed);
 }
 
 std::unique_ptr<Linear4bit> Linear4bit::FromLinear(int64_t in_features, int64_t out_features,
@@ -357,9 +359,7 @@ LinearFP8::LinearFP8(int64_t in_features, int64_t out_features, bool bias,
 LinearFP8::LinearFP8(int64_t in_features, int64_t out_features, bool bias,
                      const LinearFP8Options& options, uint64_t seed)
     : LinearFP8(in_features, out_features, bias, options, NoInit{}) {
-  std::vector<float> w, b;
-  InitLinearUniform(in_features, out_features, seed, &w, bias ? &b : nullptr);
-  SetWeight(w.data(), bias ? b.data() : nullptr);
+  InitUniform(seed);
 }
 
 std::unique_ptr<LinearFP8> LinearFP8::FromLinear(int64_t in_features, int64_t out_features,

@@ -69,6 +69,9 @@ class QuantLinear {
   const PackedWeight& packed() const { return packed_; }
   // Validated f32 copy of a caller's [out, in] weight (throws on null).
   ConstTensorView WeightView(const float* w) const;
+  // Seeded constructors: InitLinearUniform weight (and bias when the layer has one), then
+  // SetWeight. Call only from a derived constructor body, once the derived options are set.
+  void InitUniform(uint64_t seed);
 
   int64_t in_features_;
   int64_t out_features_;
