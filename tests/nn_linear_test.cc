@@ -16,25 +16,14 @@
 #include "lowbit/nn/linear.h"
 #include "lowbit/quantize.h"
 #include "reference/reference.h"
+#include "nn_test_util.h"
 
 namespace lowbit::nn {
 namespace {
 
-using MatD = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-
-std::vector<float> Randn(int64_t n, uint64_t seed, double scale = 1.0) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<double> d(0.0, scale);
-  std::vector<float> v(static_cast<size_t>(n));
-  for (float& x : v) x = static_cast<float>(d(rng));
-  return v;
-}
-
-MatD ToMat(const std::vector<float>& v, int64_t rows, int64_t cols) {
-  MatD m(rows, cols);
-  for (int64_t i = 0; i < rows * cols; ++i) m.data()[i] = v[static_cast<size_t>(i)];
-  return m;
-}
+using nntest::MatD;
+using nntest::Randn;
+using nntest::ToMat;
 
 // y = x · Wᵀ + b in float64 from float inputs.
 MatD RefLinear(const std::vector<float>& x, int64_t m, const std::vector<float>& w, int64_t n,

@@ -15,25 +15,14 @@
 #include "examples/qlora_mlp.h"
 #include "lowbit/nn/lora.h"
 #include "lowbit/nn/optim.h"
+#include "nn_test_util.h"
 
 namespace lowbit::nn {
 namespace {
 
-using MatD = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-
-std::vector<float> Randn(int64_t n, uint64_t seed, double scale = 1.0) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<double> d(0.0, scale);
-  std::vector<float> v(static_cast<size_t>(n));
-  for (float& x : v) x = static_cast<float>(d(rng));
-  return v;
-}
-
-MatD ToMat(const std::vector<float>& v, int64_t rows, int64_t cols) {
-  MatD m(rows, cols);
-  for (int64_t i = 0; i < rows * cols; ++i) m.data()[i] = v[static_cast<size_t>(i)];
-  return m;
-}
+using nntest::MatD;
+using nntest::Randn;
+using nntest::ToMat;
 
 // The three quantized bases LoRA wraps, all [n, k] with bias.
 std::unique_ptr<QuantLinear> MakeBase(const std::string& kind, int64_t k, int64_t n) {
