@@ -258,6 +258,18 @@ void RequireProductFits(int64_t a, int64_t b, const char* what) {
   }
 }
 
+// Checks that `count` (> 0) is the element count of the live `tensor`; returns it.
+int64_t RequireTensorCount(const lowbit_tensor_t* tensor, int64_t count) {
+  RequirePositive(count, "count");
+  const int64_t n = tensor->q.state.num_elements();
+  if (count != n) {
+    throw Error(Status::kInvalidArgument, "count is " + std::to_string(count) +
+                                              " but the tensor has " + std::to_string(n) +
+                                              " elements");
+  }
+  return n;
+}
+
 void CheckMatmulDims(const lowbit::PackedWeight& w, int64_t m, int64_t k, int64_t n) {
   RequirePositive(m, "m");
   RequirePositive(k, "k");
@@ -384,13 +396,7 @@ lowbit_status lowbit_dequantize(const lowbit_tensor_t* tensor, void* out, lowbit
   return Guard(__func__, [&] {
     RequireLive(tensor, "tensor");
     RequireNotNull(out, "out");
-    RequirePositive(count, "count");
-    const int64_t n = tensor->q.state.num_elements();
-    if (count != n) {
-      throw Error(Status::kInvalidArgument, "count is " + std::to_string(count) +
-                                                " but the tensor has " + std::to_string(n) +
-                                                " elements");
-    }
+    const int64_t n = RequireTensorCount(tensor, count);
     lowbit::Dequantize(tensor->q, lowbit::TensorView{out, ToDType(dtype, "dtype"), {n}});
   });
 }
@@ -482,13 +488,7 @@ lowbit_status lowbit_tensor_error(const lowbit_tensor_t* tensor, const void* ori
     RequireLive(tensor, "tensor");
     RequireNotNull(original, "original");
     RequireNotNull(out_stats, "out_stats");
-    RequirePositive(count, "count");
-    const int64_t n = tensor->q.state.num_elements();
-    if (count != n) {
-      throw Error(Status::kInvalidArgument, "count is " + std::to_string(count) +
-                                                " but the tensor has " + std::to_string(n) +
-                                                " elements");
-    }
+    const int64_t n = RequireTensorCount(tensor, count);
     const std::vector<float> back = lowbit::DequantizeToF32(tensor->q);
     const lowbit::ErrorStats s = lowbit::EstimateError(
         {original, ToDType(dtype, "dtype"), {n}}, {back.data(), lowbit::DType::kF32, {n}});
