@@ -66,6 +66,17 @@ QuantState ResolveState(Format format, const ConstTensorView& x, const QuantizeO
   return s;
 }
 
+// Quantized formats need finite weights: throws kInvalidArgument naming the first bad index.
+void RequireFinite(const float* xf, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    if (!std::isfinite(xf[i])) {
+      throw Error(Status::kInvalidArgument,
+                  "Quantize input: non-finite value " + std::to_string(xf[i]) + " at flat index " +
+                      std::to_string(i) + " (quantized formats need finite weights)");
+    }
+  }
+}
+
 }  // namespace
 
 QuantizedTensor Quantize(Format format, const ConstTensorView& x, const QuantizeOptions& options) {
@@ -81,13 +92,7 @@ QuantizedTensor Quantize(Format format, const ConstTensorView& x, const Quantize
   }
   F32Input in(x, n);
   const float* xf = in.get();
-  for (int64_t i = 0; i < n; ++i) {
-    if (!std::isfinite(xf[i])) {
-      throw Error(Status::kInvalidArgument,
-                  "Quantize input: non-finite value " + std::to_string(xf[i]) + " at flat index " +
-                      std::to_string(i) + " (quantized formats need finite weights)");
-    }
-  }
+  RequireFinite(xf, n);
   if (format == Format::kNF4 || format == Format::kFP4) {
     // SIMD codes, bit-exact with the reference (tests/quantize_kernels_test.cc checks it).
     ref::QuantizeCodebook4With(&cpu::Quantize4bitBlockwise, xf, options, out);
@@ -136,13 +141,7 @@ QuantizedTensor Quantize(Format format, const ConstTensorView& x, const Quantize
   out.data.resize(static_cast<size_t>(PayloadBytes(format, n)));
   F32Input in(x, n);
   const float* xf = in.get();
-  for (int64_t i = 0; i < n; ++i) {
-    if (!std::isfinite(xf[i])) {
-      throw Error(Status::kInvalidArgument,
-                  "Quantize input: non-finite value " + std::to_string(xf[i]) + " at flat index " +
-                      std::to_string(i) + " (quantized formats need finite weights)");
-    }
-  }
+  RequireFinite(xf, n);
   b.quantize(xf, options, out);
   return out;
 }
