@@ -77,6 +77,26 @@ void RequireFinite(const float* xf, int64_t n) {
   }
 }
 
+// Dequantize's common frame: validates q and out (same element count), lets fill(n, dst) write
+// the n float32 values (into out itself when it is f32, else a temporary), converts to out.dtype.
+template <class Fill>
+void DequantizeVia(const QuantizedTensor& q, const TensorView& out, Fill fill) {
+  ValidateQuantizedTensor(q);
+  const int64_t n_out = ValidateView(out, "Dequantize output");
+  const int64_t n = q.state.num_elements();
+  Require(n_out == n, Status::kInvalidArgument,
+          "Dequantize output has " + std::to_string(n_out) + " elements, tensor has " +
+              std::to_string(n) + " (" + ShapeToString(q.state.shape) + ")");
+  std::vector<float> tmp;
+  float* dst = static_cast<float*>(out.data);
+  if (out.dtype != DType::kF32) {
+    tmp.resize(static_cast<size_t>(n));
+    dst = tmp.data();
+  }
+  fill(n, dst);
+  if (out.dtype != DType::kF32) FromF32(dst, n, out.data, out.dtype);
+}
+
 }  // namespace
 
 QuantizedTensor Quantize(Format format, const ConstTensorView& x, const QuantizeOptions& options) {
@@ -103,27 +123,13 @@ QuantizedTensor Quantize(Format format, const ConstTensorView& x, const Quantize
 }
 
 void Dequantize(const QuantizedTensor& q, const TensorView& out) {
-  ValidateQuantizedTensor(q);
-  const int64_t n_out = ValidateView(out, "Dequantize output");
-  const int64_t n = q.state.num_elements();
-  Require(n_out == n, Status::kInvalidArgument,
-          "Dequantize output has " + std::to_string(n_out) + " elements, tensor has " +
-              std::to_string(n) + " (" + ShapeToString(q.state.shape) + ")");
-  const FormatInfo& info = GetFormatInfo(q.state.format);
-  std::vector<float> tmp;
-  float* dst = nullptr;
-  if (out.dtype == DType::kF32) {
-    dst = static_cast<float*>(out.data);
-  } else {
-    tmp.resize(static_cast<size_t>(n));
-    dst = tmp.data();
-  }
-  if (IsDense(q.state.format)) {
-    ToF32(q.data.data(), info.dense_dtype, n, dst);
-  } else {
-    CpuBackend().dequantize(q, dst);  // SIMD, bit-identical to info.reference_dequantize
-  }
-  if (out.dtype != DType::kF32) FromF32(dst, n, out.data, out.dtype);
+  DequantizeVia(q, out, [&](int64_t n, float* dst) {
+    if (IsDense(q.state.format)) {
+      ToF32(q.data.data(), GetFormatInfo(q.state.format).dense_dtype, n, dst);
+    } else {
+      CpuBackend().dequantize(q, dst);  // SIMD, bit-identical to the format's reference_dequantize
+    }
+  });
 }
 
 QuantizedTensor Quantize(Format format, const ConstTensorView& x, const QuantizeOptions& options,
@@ -151,20 +157,7 @@ void Dequantize(const QuantizedTensor& q, const TensorView& out, const std::stri
   if (b.dequantize == nullptr || IsDense(q.state.format) || &b == &CpuBackend()) {
     return Dequantize(q, out);
   }
-  ValidateQuantizedTensor(q);
-  const int64_t n_out = ValidateView(out, "Dequantize output");
-  const int64_t n = q.state.num_elements();
-  Require(n_out == n, Status::kInvalidArgument,
-          "Dequantize output has " + std::to_string(n_out) + " elements, tensor has " +
-              std::to_string(n) + " (" + ShapeToString(q.state.shape) + ")");
-  std::vector<float> tmp;
-  float* dst = static_cast<float*>(out.data);
-  if (out.dtype != DType::kF32) {
-    tmp.resize(static_cast<size_t>(n));
-    dst = tmp.data();
-  }
-  b.dequantize(q, dst);
-  if (out.dtype != DType::kF32) FromF32(dst, n, out.data, out.dtype);
+  DequantizeVia(q, out, [&](int64_t, float* dst) { b.dequantize(q, dst); });
 }
 
 std::vector<float> DequantizeToF32(const QuantizedTensor& q) {
