@@ -24,6 +24,7 @@
 #include "fuzz/harness.h"
 #include "lowbit/quantize.h"
 #include "reference/reference.h"
+#include "test_files.h"
 
 namespace lowbit {
 namespace io {
@@ -59,14 +60,8 @@ std::vector<float> Floats(const uint8_t* p, size_t bytes) {
   if (!v.empty()) std::memcpy(v.data(), p, bytes);
   return v;
 }
-std::vector<uint8_t> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::vector<uint8_t>((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-void WriteFile(const std::string& path, const std::vector<uint8_t>& bytes) {
-  std::ofstream out(path, std::ios::binary);
-  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-}
+using testing::ReadFile;
+using testing::WriteFile;
 
 // A safetensors image from a header string and the data region, per the spec (LE64 length).
 std::vector<uint8_t> ImageFromHeader(const std::string& header, const std::vector<uint8_t>& data) {
@@ -183,29 +178,9 @@ void ExpectBitEqual(const std::vector<float>& a, const std::vector<float>& b, co
 }
 
 // A fresh, empty directory per test.
-class CheckpointTest : public ::testing::Test {
+class CheckpointTest : public testing::TempDirTest {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/lowbit_ckpt_XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override {
-    for (const std::string& f : ListDir()) std::remove((dir_ + "/" + f).c_str());
-    rmdir(dir_.c_str());
-  }
-  std::vector<std::string> ListDir() const {
-    std::vector<std::string> out;
-    DIR* d = opendir(dir_.c_str());
-    while (dirent* e = readdir(d)) {
-      const std::string n = e->d_name;
-      if (n != "." && n != "..") out.push_back(n);
-    }
-    closedir(d);
-    return out;
-  }
-  std::string Path(const std::string& name) const { return dir_ + "/" + name; }
-  std::string dir_;
+  CheckpointTest() : TempDirTest("lowbit_ckpt_") {}
 };
 
 // ---- a bitsandbytes NF4 double-quant module, built by hand ---------------------------------------

@@ -16,45 +16,20 @@
 #include <vector>
 
 #include "fuzz/harness.h"
+#include "test_files.h"
 
 namespace lowbit {
 namespace io {
 namespace {
 
 // A fresh, empty directory per test.
-class SafetensorsTest : public ::testing::Test {
+class SafetensorsTest : public testing::TempDirTest {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/lowbit_st_XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override {
-    for (const std::string& f : ListDir()) std::remove((dir_ + "/" + f).c_str());
-    rmdir(dir_.c_str());
-  }
-  std::vector<std::string> ListDir() const {
-    std::vector<std::string> out;
-    DIR* d = opendir(dir_.c_str());
-    while (dirent* e = readdir(d)) {
-      const std::string n = e->d_name;
-      if (n != "." && n != "..") out.push_back(n);
-    }
-    closedir(d);
-    return out;
-  }
-  std::string Path(const std::string& name) const { return dir_ + "/" + name; }
-  std::string dir_;
+  SafetensorsTest() : TempDirTest("lowbit_st_") {}
 };
 
-std::vector<uint8_t> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::vector<uint8_t>((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-void WriteFile(const std::string& path, const std::vector<uint8_t>& bytes) {
-  std::ofstream out(path, std::ios::binary);
-  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-}
+using testing::ReadFile;
+using testing::WriteFile;
 
 // A file image built by hand from the spec: LE64 length, header text, data.
 std::vector<uint8_t> Image(const std::string& header, const std::vector<uint8_t>& data) {
