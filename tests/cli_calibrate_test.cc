@@ -24,6 +24,7 @@
 #include "lowbit/io/checkpoint.h"
 #include "lowbit/io/safetensors.h"
 #include "lowbit/quantize.h"
+#include "cli_test_util.h"
 
 namespace lowbit {
 namespace {
@@ -38,17 +39,8 @@ constexpr int64_t kOutB = 32;    // rows of the bf16 weight
 constexpr int64_t kRows = 384;   // calibration rows T (> K, so the Hessian has full rank)
 constexpr int64_t kGroup = 32;   // int4 group size
 
-struct CliResult {
-  int exit_code = -1;
-  std::string out, err;
-};
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using testing::CliResult;
+using testing::ReadText;
 
 // Inputs with the structure real activations have: a low-rank correlated part plus noise,
 // and per-channel magnitudes spread over ~two orders (a few "outlier" channels).
@@ -77,62 +69,19 @@ MatrixXd FromFloat(const std::vector<float>& v, int64_t rows, int64_t cols) {
   return m;
 }
 
-class CliCalibrateTest : public ::testing::Test {
+class CliCalibrateTest : public testing::TempDirTest {
  protected:
+  CliCalibrateTest() : TempDirTest("lowbit_cli_calibrate_") {}
   void SetUp() override {
-    std::string tmpl = ::testing::TempDir() + "/lowbit_cli_calibrate_XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
+    TempDirTest::SetUp();
+    if (HasFatalFailure()) return;
     MakeData();
-  }
-  void TearDown() override {
-    for (const std::string& name : ListDir()) std::remove(Path(name).c_str());
-    ::rmdir(dir_.c_str());
-  }
-  std::string Path(const std::string& name) const { return dir_ + "/" + name; }
-
-  std::vector<std::string> ListDir() const {
-    std::vector<std::string> names;
-    if (DIR* d = ::opendir(dir_.c_str())) {
-      while (dirent* e = ::readdir(d)) {
-        const std::string name = e->d_name;
-        if (name != "." && name != "..") names.push_back(name);
-      }
-      ::closedir(d);
-    }
-    std::sort(names.begin(), names.end());
-    return names;
   }
 
   // Runs `binary` (default: the lowbit CLI) with `args`, stdout/stderr captured via files.
   CliResult Run(const std::vector<std::string>& args,
                 const std::string& binary = LOWBIT_CLI_PATH) const {
-    const std::string out_path = Path(".stdout"), err_path = Path(".stderr");
-    std::vector<std::string> argv = {binary};
-    argv.insert(argv.end(), args.begin(), args.end());
-    std::vector<char*> cargv;
-    for (std::string& a : argv) cargv.push_back(a.data());
-    cargv.push_back(nullptr);
-    const pid_t pid = ::fork();
-    if (pid == 0) {
-      const int in = ::open("/dev/null", O_RDONLY);
-      const int out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      const int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      ::dup2(in, 0);
-      ::dup2(out, 1);
-      ::dup2(err, 2);
-      ::execv(cargv[0], cargv.data());
-      ::_exit(127);
-    }
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    CliResult r;
-    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    r.out = ReadFile(out_path);
-    r.err = ReadFile(err_path);
-    std::remove(out_path.c_str());
-    std::remove(err_path.c_str());
-    return r;
+    return testing::RunProgram(binary, args, Path(".stdout"), Path(".stderr"));
   }
 
   // model.safetensors: "blk.a.weight" f32 [48, K], "blk.b.weight" bf16 [32, K],
@@ -261,7 +210,7 @@ class CliCalibrateTest : public ::testing::Test {
     const CliResult r = Run(args);
     EXPECT_EQ(r.exit_code, exit_code) << r.out << r.err;
     EXPECT_NE(r.err.find(message), std::string::npos) << r.err;
-    EXPECT_EQ(ReadFile(out), "previous contents");
+    EXPECT_EQ(ReadText(out), "previous contents");
     EXPECT_EQ(ListDir(), before);  // no temporary file left behind
   }
 
@@ -271,7 +220,6 @@ class CliCalibrateTest : public ::testing::Test {
                                                        {kRows, kIn}}}});
   }
 
-  std::string dir_;
   MatrixXd x_calib_, x_held_, w_a_, w_b_;
   std::vector<uint16_t> x_calib_f16_;
 };

@@ -26,95 +26,27 @@
 #include "lowbit/io/checkpoint.h"
 #include "lowbit/io/safetensors.h"
 #include "lowbit/quantize.h"
+#include "cli_test_util.h"
 
 namespace lowbit {
 namespace {
 
-struct CliResult {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-  long max_rss_kib = 0;  // peak resident set of the child
-};
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using testing::CliResult;
+using testing::ReadText;
 
 bool Exists(const std::string& path) {
   struct stat st;
   return ::stat(path.c_str(), &st) == 0;
 }
 
-class CliTest : public ::testing::Test {
+class CliTest : public testing::TempDirTest {
  protected:
-  void SetUp() override {
-    std::string tmpl = ::testing::TempDir() + "/lowbit_cli_test_XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override {
-    if (DIR* d = ::opendir(dir_.c_str())) {
-      while (dirent* e = ::readdir(d)) {
-        const std::string name = e->d_name;
-        if (name != "." && name != "..") std::remove((dir_ + "/" + name).c_str());
-      }
-      ::closedir(d);
-    }
-    ::rmdir(dir_.c_str());
-  }
-  std::string Path(const std::string& name) const { return dir_ + "/" + name; }
+  CliTest() : TempDirTest("lowbit_cli_test_") {}
 
-  std::vector<std::string> ListDir() const {
-    std::vector<std::string> names;
-    if (DIR* d = ::opendir(dir_.c_str())) {
-      while (dirent* e = ::readdir(d)) {
-        const std::string name = e->d_name;
-        if (name != "." && name != "..") names.push_back(name);
-      }
-      ::closedir(d);
-    }
-    std::sort(names.begin(), names.end());
-    return names;
-  }
-
-  // Runs the lowbit binary with `args` (stdin /dev/null, stdout/stderr captured via files so the
-  // child never sees a terminal).
+  // Runs the lowbit binary with `args` (stdin /dev/null, stdout/stderr captured via files).
   CliResult Run(const std::vector<std::string>& args) const {
-    const std::string out_path = Path(".stdout"), err_path = Path(".stderr");
-    std::vector<std::string> argv = {LOWBIT_CLI_PATH};
-    argv.insert(argv.end(), args.begin(), args.end());
-    std::vector<char*> cargv;
-    for (std::string& a : argv) cargv.push_back(a.data());
-    cargv.push_back(nullptr);
-    const pid_t pid = ::fork();
-    if (pid == 0) {
-      const int in = ::open("/dev/null", O_RDONLY);
-      const int out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      const int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      ::dup2(in, 0);
-      ::dup2(out, 1);
-      ::dup2(err, 2);
-      ::execv(cargv[0], cargv.data());
-      ::_exit(127);
-    }
-    CliResult r;
-    int status = 0;
-    struct rusage usage;
-    ::wait4(pid, &status, 0, &usage);
-    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    r.max_rss_kib = usage.ru_maxrss;
-    r.out = ReadFile(out_path);
-    r.err = ReadFile(err_path);
-    std::remove(out_path.c_str());
-    std::remove(err_path.c_str());
-    return r;
+    return testing::RunProgram(LOWBIT_CLI_PATH, args, Path(".stdout"), Path(".stderr"));
   }
-
-  std::string dir_;
 };
 
 std::vector<float> RandomWeights(int64_t n, uint32_t seed) {
@@ -362,7 +294,7 @@ TEST_F(CliTest, ProgressBarOnATerminal) {
   EXPECT_NE(tty.find("\r\033[K["), std::string::npos) << tty;
   EXPECT_NE(tty.find("] 6/6 "), std::string::npos) << tty;
   EXPECT_NE(tty.find("##############################"), std::string::npos) << tty;
-  const std::string out = ReadFile(out_path);
+  const std::string out = ReadText(out_path);
   EXPECT_EQ(out.find("[1/6]"), std::string::npos) << out;  // no plain lines on stdout
   EXPECT_NE(out.find("wrote "), std::string::npos) << out;
 }
@@ -392,7 +324,7 @@ TEST_F(CliTest, QuantizeOptionsBlockSizeDoubleQuantAndConfigJson) {
   EXPECT_TRUE(out.Contains("model.layers.0.mlp.up_proj.weight.quant_state.bitsandbytes__nf4"));
   EXPECT_TRUE(out.Contains("model.layers.0.mlp.up_proj.weight.nested_absmax"));
   EXPECT_EQ(out.Get("model.embed_tokens.weight").dtype, DType::kF32);
-  const nlohmann::json config = nlohmann::json::parse(ReadFile(Path("config.json")));
+  const nlohmann::json config = nlohmann::json::parse(ReadText(Path("config.json")));
   const nlohmann::json& qc = config.at("quantization_config");
   EXPECT_EQ(qc.at("quant_method"), "bitsandbytes");
   EXPECT_EQ(qc.at("load_in_4bit"), true);
@@ -563,7 +495,7 @@ TEST_F(CliTest, ConvertFollowsBitsAndBytesConfig) {
                 size.compression_ratio);
   EXPECT_NE(r.out.find(saved), std::string::npos) << saved << "\n" << r.out;
   EXPECT_NE(r.out.find("2 of 6 tensors quantized"), std::string::npos) << r.out;
-  const nlohmann::json qc = nlohmann::json::parse(ReadFile(Path("config.json"))).at("quantization_config");
+  const nlohmann::json qc = nlohmann::json::parse(ReadText(Path("config.json"))).at("quantization_config");
   EXPECT_EQ(qc.at("bnb_4bit_quant_type"), "fp4");
   EXPECT_EQ(qc.at("llm_int8_skip_modules"), nlohmann::json::array({"lm_head"}));
 
