@@ -129,6 +129,27 @@ inline void Mutate(std::vector<uint8_t>& b, std::mt19937_64& rng) {
   }
 }
 
+// Accepted / rejected counts of a replay.
+struct ReplayCounts {
+  int accepted = 0;
+  int rejected = 0;
+};
+
+// Deterministic mutation replay through SafetensorsHarness: input i is seeds[i % seeds.size()]
+// with 1..max_edits Mutate() edits, all drawn from `rng` (advanced). seeds non-empty.
+inline ReplayCounts ReplaySafetensorsMutations(const std::vector<std::vector<uint8_t>>& seeds,
+                                               std::mt19937_64& rng, int mutations,
+                                               int max_edits) {
+  ReplayCounts c;
+  for (int i = 0; i < mutations; ++i) {
+    std::vector<uint8_t> b = seeds[static_cast<size_t>(i) % seeds.size()];
+    const int edits = 1 + static_cast<int>(rng() % static_cast<uint64_t>(max_edits));
+    for (int k = 0; k < edits; ++k) Mutate(b, rng);
+    (SafetensorsHarness(b.data(), b.size()) == Outcome::kAccepted ? c.accepted : c.rejected)++;
+  }
+  return c;
+}
+
 }  // namespace fuzz
 }  // namespace lowbit
 

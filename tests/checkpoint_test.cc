@@ -1100,15 +1100,9 @@ TEST_F(CheckpointTest, MutationReplayOnlyCleanErrors) {
   }
   const auto t0 = std::chrono::steady_clock::now();
   std::mt19937_64 rng(20240601);
-  int accepted = 0, rejected = 0;
   constexpr int kMutations = 5000;
-  for (int i = 0; i < kMutations; ++i) {
-    std::vector<uint8_t> b = seeds[static_cast<size_t>(i) % seeds.size()];
-    const int edits = 1 + static_cast<int>(rng() % 3);
-    for (int k = 0; k < edits; ++k) fuzz::Mutate(b, rng);
-    (fuzz::SafetensorsHarness(b.data(), b.size()) == fuzz::Outcome::kAccepted ? accepted
-                                                                               : rejected)++;
-  }
+  const auto [accepted, rejected] =
+      fuzz::ReplaySafetensorsMutations(seeds, rng, kMutations, /*max_edits=*/3);
   EXPECT_GT(accepted, 100);
   EXPECT_GT(rejected, kMutations / 4);
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

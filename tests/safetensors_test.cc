@@ -376,15 +376,9 @@ TEST_F(SafetensorsTest, MutationReplayOnlyCleanErrors) {
     seeds.push_back(ReadFile(Path("s2")));
   }
   std::mt19937_64 rng(12345);
-  int accepted = 0, rejected = 0;
   constexpr int kMutations = 20000;
-  for (int i = 0; i < kMutations; ++i) {
-    std::vector<uint8_t> b = seeds[static_cast<size_t>(i) % seeds.size()];
-    const int edits = 1 + static_cast<int>(rng() % 4);
-    for (int k = 0; k < edits; ++k) fuzz::Mutate(b, rng);
-    const auto outcome = fuzz::SafetensorsHarness(b.data(), b.size());
-    (outcome == fuzz::Outcome::kAccepted ? accepted : rejected)++;
-  }
+  const auto [accepted, rejected] =
+      fuzz::ReplaySafetensorsMutations(seeds, rng, kMutations, /*max_edits=*/4);
   // Both paths must be exercised for the replay to mean anything.
   EXPECT_GT(accepted, 100);
   EXPECT_GT(rejected, kMutations / 2);
