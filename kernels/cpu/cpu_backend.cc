@@ -126,6 +126,18 @@ void PackStatistics(CpuPacked& p) {
   }
 }
 
+// True if p is an FP8 kind whose codes hold no Inf/NaN code, so the GEMM may use the cheaper
+// finite-only decode (matmul_fp8.cc). Quantized weights always qualify; foreign payloads with
+// special codes keep the exact decode.
+bool FP8Finite(const CpuPacked& p) {
+  if (p.kind != CodeKind::kFP8E4M3 && p.kind != CodeKind::kFP8E5M2) return false;
+  // Smallest magnitude (code & 0x7F) that is Inf or NaN.
+  const int first_special =
+      (p.kind == CodeKind::kFP8E4M3) ? LOWBIT_FP8_E4M3_NAN : LOWBIT_FP8_E5M2_INF;
+  return std::none_of(p.codes.begin(), p.codes.end(),
+                      [&](uint8_t c) { return (c & 0x7F) >= first_special; });
+}
+
 std::unique_ptr<BackendPacked> Pack(const QuantizedTensor& w) {
   auto p = std::make_unique<CpuPacked>();
   p->format = w.state.format;
@@ -145,6 +157,7 @@ std::unique_ptr<BackendPacked> Pack(const QuantizedTensor& w) {
     p->row_bytes = (p->kind == CodeKind::kLut4) ? p->k_pad / 2 : p->k_pad;
     PackCodes(w, *p);
     PackStatistics(*p);
+    p->fp8_finite = FP8Finite(*p);
     p->packed_bytes = static_cast<int64_t>(p->codes.size() +
                                            (p->scales.size() + p->zeros.size()) * sizeof(float));
   }

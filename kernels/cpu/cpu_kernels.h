@@ -43,6 +43,7 @@ struct CpuPacked : BackendPacked {
   std::vector<float> scales;   // [N, groups_per_row], nested statistics resolved
   std::vector<float> zeros;    // [N, groups_per_row] zero points as float; empty if symmetric
   float lut[16] = {};          // kLut4: value of each nibble
+  bool fp8_finite = false;     // FP8 kinds: codes hold no Inf/NaN code (cheaper decode)
   std::vector<float> dense;    // kDense: [N, K]
   std::vector<uint8_t> canonical_data;  // kDense: the canonical payload (for Unpack)
   // For Unpack: the canonical state (statistics as stored, nested included) and, for an odd

@@ -8,21 +8,28 @@
 HWY_BEFORE_NAMESPACE();
 namespace lowbit::cpu::HWY_NAMESPACE {
 
-void GemmFP8Impl(const GemmProblem& p, int64_t n_begin, int64_t n_end) {
+// Both decodes give bit-identical values for finite codes; the cheaper one (DecodeE4M3Finite)
+// is taken when Pack found no Inf/NaN code (CpuPacked::fp8_finite, the case for every
+// quantized weight).
+template <CodeKind kKind, bool kFinite>
+void GemmFP8Kind(const GemmProblem& p, int64_t n_begin, int64_t n_end) {
 #if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
   if (p.m > 1) {  // k-major tiles + outer-product micro-kernel (matmul-inl.h)
-    if (p.w->kind == CodeKind::kFP8E4M3) {
-      GemmTileT(p, ByteRaw<CodeKind::kFP8E4M3>{*p.w}, n_begin, n_end);
-    } else {
-      GemmTileT(p, ByteRaw<CodeKind::kFP8E5M2>{*p.w}, n_begin, n_end);
-    }
+    GemmTileT(p, ByteRaw<kKind, kFinite>{*p.w}, n_begin, n_end);
     return;
   }
 #endif
-  if (p.w->kind == CodeKind::kFP8E4M3) {
-    GemmRows<ByteChunk<CodeKind::kFP8E4M3>>(p, n_begin, n_end);
+  GemmRows<ByteChunk<kKind, kFinite>>(p, n_begin, n_end);
+}
+
+void GemmFP8Impl(const GemmProblem& p, int64_t n_begin, int64_t n_end) {
+  const bool e4m3 = p.w->kind == CodeKind::kFP8E4M3;
+  if (p.w->fp8_finite) {
+    (e4m3 ? GemmFP8Kind<CodeKind::kFP8E4M3, true> : GemmFP8Kind<CodeKind::kFP8E5M2, true>)(
+        p, n_begin, n_end);
   } else {
-    GemmRows<ByteChunk<CodeKind::kFP8E5M2>>(p, n_begin, n_end);
+    (e4m3 ? GemmFP8Kind<CodeKind::kFP8E4M3, false> : GemmFP8Kind<CodeKind::kFP8E5M2, false>)(
+        p, n_begin, n_end);
   }
 }
 
