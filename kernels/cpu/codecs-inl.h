@@ -1,6 +1,7 @@
 // Per-target decode verbs shared by the CPU kernels: 16-entry table lookup, FP8 bit decoding,
 // and the chunk decoders of the execution layout (cpu_kernels.h). Every verb is exact: it
-// returns precisely the float32 value the scalar reference codec computes for the same code.
+// returns precisely the float32 value the scalar reference codec computes for the same code
+// (DecodeE4M3Finite / DecodeE5M2Finite: for every finite code; see there).
 //
 // Per-target header: include after hwy/highway.h inside a foreach_target translation unit.
 #if defined(LOWBIT_KERNELS_CPU_CODECS_INL_H_) == defined(HWY_TARGET_TOGGLE)
