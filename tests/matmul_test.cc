@@ -333,6 +333,52 @@ TEST_P(MatmulTargetTest, IdentityWeightIsExact) {
   }
 }
 
+// FP8 payloads that did not come from our encoder may hold NaN (E4M3 0x7F/0xFF, E5M2 0x7D-0x7F)
+// or Inf (E5M2 0x7C/0xFC) codes. The matmul's fast decode covers finite codes only, so such a
+// weight must take the exact decode: NaN and Inf propagate, and the finite rows still match the
+// float64 reference.
+TEST_P(MatmulTargetTest, FP8NonFiniteCodesPropagate) {
+  constexpr int64_t n = 3, k = 96;
+  Context ctx(1);
+  const std::vector<float> wf = Randn(n * k, 41);
+  struct Case {
+    Format format;
+    uint8_t code;       // written into row 0, column 5
+    bool expect_nan;    // else +Inf (x[5] > 0 and the scale > 0)
+  };
+  for (const Case c : {Case{Format::kFP8E4M3, 0x7F, true}, Case{Format::kFP8E4M3, 0xFF, true},
+                       Case{Format::kFP8E5M2, 0x7E, true}, Case{Format::kFP8E5M2, 0x7C, false}}) {
+    QuantizedTensor q = QuantizeFP8(ConstTensorView{wf.data(), DType::kF32, {n, k}}, c.format);
+    q.data[5] = c.code;
+    const std::vector<float> w = RefDequantize(q);  // the scalar decode: NaN / Inf in row 0
+    const PackedWeight pw = Pack(q);
+    for (const int64_t m : {int64_t{1}, int64_t{16}}) {
+      std::vector<float> xv = Randn(m * k, 43);
+      for (int64_t r = 0; r < m; ++r) xv[r * k + 5] = 1.0f;  // positive, so Inf stays +Inf
+      const DenseTensor x(xv, DType::kF32, {m, k});
+      const std::vector<float> y = RunMatmul(pw, x, m, DType::kF32, nullptr, &ctx);
+      for (int64_t r = 0; r < m; ++r) {
+        const float y0 = y[r * n];
+        if (c.expect_nan) {
+          EXPECT_TRUE(std::isnan(y0)) << "code 0x" << std::hex << int{c.code} << std::dec
+                                      << " M=" << m << " gave " << y0 << " on " << Target();
+        } else {
+          EXPECT_TRUE(std::isinf(y0) && y0 > 0) << "M=" << m << " gave " << y0 << " on " << Target();
+        }
+        for (int64_t j = 1; j < n; ++j) {
+          double want = 0.0, mag = 0.0;
+          for (int64_t i = 0; i < k; ++i) {
+            want += static_cast<double>(xv[r * k + i]) * w[j * k + i];
+            mag += std::fabs(static_cast<double>(xv[r * k + i]) * w[j * k + i]);
+          }
+          EXPECT_NEAR(y[r * n + j], want, (k + 8) * std::ldexp(1.0, -24) * mag + 1e-30)
+              << "finite row " << j << " M=" << m << " on " << Target();
+        }
+      }
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(AllTargets, MatmulTargetTest,
                          ::testing::ValuesIn(hwy::SupportedAndGeneratedTargets()),
                          [](const ::testing::TestParamInfo<int64_t>& info) {
