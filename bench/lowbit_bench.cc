@@ -10,8 +10,10 @@
 // <act> is the activation dtype (f32; bf16 for the 4-bit formats) or `int8`: float32 input
 // with MatmulOptions::int8_activations (rows quantized to int8, integer dot products; int4 and
 // int8 weights only).
-// Google Benchmark appends "/real_time" (all use wall time: the work runs on a pool) and, with
-// --benchmark_repetitions, the aggregate suffixes "_mean", "_median", "_stddev", "_cv".
+// Every benchmark times wall clock (the work runs on a pool); Google Benchmark would append
+// "/real_time" to such names, and the reporters below drop it so names are exactly the patterns
+// above. With --benchmark_repetitions, the aggregate suffixes "_mean", "_median", "_stddev", "_cv"
+// follow as usual.
 // Quantized formats go through lowbit's public API only (Quantize, Pack, Gemv, Gemm,
 // Dequantize); f32_eigen calls Eigen directly (bench/eigen_baseline.cc), split over the same
 // lowbit::Context for threads > 1.
@@ -424,8 +426,50 @@ std::string HighwayTarget() {
 }  // namespace bench
 }  // namespace lowbit
 
+namespace lowbit {
+namespace bench {
+namespace {
+
+// A reporter that prints names without the "/real_time" Google Benchmark adds for UseRealTime.
+template <class Base>
+class StableNameReporter : public Base {
+ public:
+  using Base::Base;
+  void ReportRuns(const std::vector<benchmark::BenchmarkReporter::Run>& runs) override {
+    std::vector<benchmark::BenchmarkReporter::Run> renamed = runs;
+    for (benchmark::BenchmarkReporter::Run& run : renamed) run.run_name.time_type.clear();
+    Base::ReportRuns(renamed);
+  }
+};
+
+// The value of `--flag=value` in argv ("" when absent). Read before benchmark::Initialize
+// consumes the flags, to build reporters that honour --benchmark_format / --benchmark_out.
+std::string FlagValue(int argc, char** argv, const std::string& flag) {
+  std::string value;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg.rfind(flag + "=", 0) == 0) value = arg.substr(flag.size() + 1);
+  }
+  return value;
+}
+
+std::unique_ptr<benchmark::BenchmarkReporter> MakeReporter(const std::string& format,
+                                                           bool color) {
+  if (format == "json") return std::make_unique<StableNameReporter<benchmark::JSONReporter>>();
+  return std::make_unique<StableNameReporter<benchmark::ConsoleReporter>>(
+      color ? benchmark::ConsoleReporter::OO_Color : benchmark::ConsoleReporter::OO_None);
+}
+
+}  // namespace
+}  // namespace bench
+}  // namespace lowbit
+
 int main(int argc, char** argv) {
   using namespace lowbit::bench;
+  const std::string display_format = FlagValue(argc, argv, "--benchmark_format");
+  const std::string out_path = FlagValue(argc, argv, "--benchmark_out");
+  std::string out_format = FlagValue(argc, argv, "--benchmark_out_format");
+  if (out_format.empty()) out_format = "json";  // Google Benchmark's default for --benchmark_out
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::AddCustomContext("l3_bytes", std::to_string(L3Bytes()));
@@ -433,7 +477,9 @@ int main(int argc, char** argv) {
   benchmark::AddCustomContext("eigen_isa", EigenIsa());
   benchmark::AddCustomContext("highway_target", HighwayTarget());
   RegisterAll();
-  benchmark::RunSpecifiedBenchmarks();
+  const auto display = MakeReporter(display_format, isatty(STDOUT_FILENO) != 0);
+  const auto file = out_path.empty() ? nullptr : MakeReporter(out_format, false);
+  benchmark::RunSpecifiedBenchmarks(display.get(), file.get());
   benchmark::Shutdown();
   return 0;
 }
