@@ -238,20 +238,36 @@ void DenseGemm(const CpuPacked& w, const MatmulArgs& a, float* y) {
   }
 }
 
-// Int8-activation path (int8 / int4 weights, always packed: their groups are multiples of
-// kChunk): stage x as float32, quantize rows to int8 on this thread, run row tasks.
-void Int8ActGemm(const CpuPacked& w, const MatmulArgs& a, float* y, Context& ctx) {
-  LOWBIT_DCHECK_INVARIANT(w.kind == CodeKind::kLut4 || w.kind == CodeKind::kInt8);
-  thread_local std::vector<float> xbuf, absmax;
-  thread_local std::vector<int8_t> q;
-  thread_local std::vector<int32_t> qsum;
-  const int64_t k = w.cols;
-  xbuf.assign(static_cast<size_t>(a.m * w.k_pad), 0.0f);
+// Widens the a.m activation rows to float32, each zero-padded to w.k_pad columns, into buf.
+const float* StageActivations(const CpuPacked& w, const MatmulArgs& a, std::vector<float>& buf) {
+  buf.assign(static_cast<size_t>(a.m * w.k_pad), 0.0f);
   const size_t x_bytes = DTypeSize(a.x_dtype);
   for (int64_t m = 0; m < a.m; ++m) {
-    ToF32(static_cast<const uint8_t*>(a.x) + m * k * x_bytes, a.x_dtype, k,
-          xbuf.data() + m * w.k_pad);
+    ToF32(static_cast<const uint8_t*>(a.x) + m * w.cols * x_bytes, a.x_dtype, w.cols,
+          buf.data() + m * w.k_pad);
   }
+  return buf.data();
+}
+
+// Runs rows(begin_row, end_row) over the w.rows output columns on ctx, in tasks of a few rows
+// for GEMV (m == 1) and more for GEMM.
+template <class RowFn>
+void ForEachRowTask(const CpuPacked& w, int64_t m, Context& ctx, const RowFn& rows) {
+  const int64_t n = w.rows;
+  const int64_t rows_per_task = (m == 1) ? kGemvRowsPerTask : kGemmRowsPerTask;
+  ctx.ParallelFor((n + rows_per_task - 1) / rows_per_task, [&](int64_t begin, int64_t end) {
+    rows(begin * rows_per_task, std::min(n, end * rows_per_task));
+  });
+}
+
+// Int8-activation path (int8 / int4 weights, always packed: their groups are multiples of
+// kChunk): quantize the staged float32 rows x ([a.m, w.k_pad]) to int8 on this thread, run row
+// tasks.
+void Int8ActGemm(const CpuPacked& w, const MatmulArgs& a, const float* x, float* y, Context& ctx) {
+  LOWBIT_DCHECK_INVARIANT(w.kind == CodeKind::kLut4 || w.kind == CodeKind::kInt8);
+  thread_local std::vector<float> absmax;
+  thread_local std::vector<int8_t> q;
+  thread_local std::vector<int32_t> qsum;
   Int8ActProblem p;
   p.w = &w;
   p.m = a.m;
@@ -260,17 +276,12 @@ void Int8ActGemm(const CpuPacked& w, const MatmulArgs& a, float* y, Context& ctx
   q.resize(static_cast<size_t>(a.m * w.k_pad));
   qsum.resize(static_cast<size_t>(a.m * p.num_segments));
   absmax.resize(static_cast<size_t>(a.m));
-  QuantizeActivationsInt8(xbuf.data(), a.m, w.k_pad, p.segment, q.data(), qsum.data(),
-                          absmax.data());
+  QuantizeActivationsInt8(x, a.m, w.k_pad, p.segment, q.data(), qsum.data(), absmax.data());
   p.q = q.data();
   p.qsum = qsum.data();
   p.absmax = absmax.data();
   p.y = y;
-  const int64_t n = w.rows;
-  const int64_t rows_per_task = (a.m == 1) ? kGemvRowsPerTask : kGemmRowsPerTask;
-  ctx.ParallelFor((n + rows_per_task - 1) / rows_per_task, [&](int64_t begin, int64_t end) {
-    GemmInt8Act(p, begin * rows_per_task, std::min(n, end * rows_per_task));
-  });
+  ForEachRowTask(w, a.m, ctx, [&](int64_t begin, int64_t end) { GemmInt8Act(p, begin, end); });
 }
 
 void Gemm(const BackendPacked& packed, const MatmulArgs& a, Context& ctx) {
@@ -284,16 +295,11 @@ void Gemm(const BackendPacked& packed, const MatmulArgs& a, Context& ctx) {
     y = ybuf.data();
   }
   if (a.options.int8_activations) {
-    Int8ActGemm(w, a, y, ctx);
+    Int8ActGemm(w, a, StageActivations(w, a, xbuf), y, ctx);
   } else if (w.kind == CodeKind::kDense) {
     DenseGemm(w, a, y);
   } else {
-    xbuf.assign(static_cast<size_t>(a.m * w.k_pad), 0.0f);
-    const size_t x_bytes = DTypeSize(a.x_dtype);
-    for (int64_t m = 0; m < a.m; ++m) {
-      ToF32(static_cast<const uint8_t*>(a.x) + m * k * x_bytes, a.x_dtype, k,
-            xbuf.data() + m * w.k_pad);
-    }
+    StageActivations(w, a, xbuf);
     GemmProblem p;
     p.w = &w;
     p.m = a.m;
@@ -317,10 +323,7 @@ void Gemm(const BackendPacked& packed, const MatmulArgs& a, Context& ctx) {
         (w.kind == CodeKind::kLut4)                                          ? &GemmLut4
         : (w.kind == CodeKind::kInt8 || w.kind == CodeKind::kUInt8) ? &GemmByte
                                                                              : &GemmFP8;
-    const int64_t rows_per_task = (a.m == 1) ? kGemvRowsPerTask : kGemmRowsPerTask;
-    ctx.ParallelFor((n + rows_per_task - 1) / rows_per_task, [&](int64_t begin, int64_t end) {
-      kernel(p, begin * rows_per_task, std::min(n, end * rows_per_task));
-    });
+    ForEachRowTask(w, a.m, ctx, [&](int64_t begin, int64_t end) { kernel(p, begin, end); });
   }
   if (a.bias != nullptr) {
     for (int64_t m = 0; m < a.m; ++m) {
