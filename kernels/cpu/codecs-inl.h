@@ -20,8 +20,9 @@ HWY_BEFORE_NAMESPACE();
 namespace lowbit::cpu::HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
-// Float32 vector tag of the target (full vector) and its companions. Chunk decoders rely on
-// kLanes dividing 16 (true for every x86 target: 4, 8 or 16 lanes).
+// Float32 vector tag of the kernels and its companions. Chunk decoders and the GEMV block
+// geometry rely on kLanes dividing 16 (every x86 target: 4, 8 or 16 lanes; NEON: 4). SVE
+// targets are not compiled (top-level CMakeLists.txt: SVE CPUs run the NEON kernels).
 using DF = hn::ScalableTag<float>;
 using DI = hn::RebindToSigned<DF>;
 using DU = hn::RebindToUnsigned<DF>;
@@ -29,6 +30,7 @@ using DU8 = hn::Rebind<uint8_t, DF>;  // kLanes bytes
 using DI8 = hn::Rebind<int8_t, DF>;
 using VF = hn::Vec<DF>;
 using VI = hn::Vec<DI>;
+using VU = hn::Vec<DU>;
 constexpr size_t kLanes = hn::MaxLanes(DF());
 static_assert(16 % kLanes == 0, "chunk decoders need the float lane count to divide 16");
 
@@ -40,25 +42,53 @@ HWY_INLINE VI LoadI8AsI32(const uint8_t* p) {
   return hn::PromoteTo(DI(), hn::LoadU(DI8(), reinterpret_cast<const int8_t*>(p)));
 }
 
-// table[idx] for idx in [0, 16): one lane permute when a vector holds the table (AVX-512),
-// else a gather.
+// table[idx & 15] per lane for a 16-entry float table; the index bits above bit 3 are ignored
+// (so callers shift packed nibbles into place without masking). Exact: the table's bits are
+// moved, never computed. Per target, with the ops Highway 1.0.3 lacks written as intrinsics:
+//   AVX3/AVX3_DL  one vpermps over the whole table (it reads index bits 0..3 only);
+//   AVX2          vpermps over each half (bits 0..2) and a blend on bit 3 (moved to bit 31);
+//   NEON (A64)    one 64-byte tbl with byte indices 4 * idx + {0, 1, 2, 3};
+//   others        a gather (SSE4 and the emulated targets: correct, not fast).
+// The table must outlive the object.
 class Lut16 {
  public:
   explicit Lut16(const float* table) : table_(table) {
-    if constexpr (kOneVector) vec_ = hn::LoadU(DF(), table);
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+    all_ = _mm512_loadu_ps(table);
+#elif HWY_TARGET == HWY_AVX2
+    lo_ = _mm256_loadu_ps(table);
+    hi_ = _mm256_loadu_ps(table + 8);
+#elif HWY_TARGET == HWY_NEON && HWY_ARCH_ARM_A64
+    bytes_ = vld1q_u8_x4(reinterpret_cast<const uint8_t*>(table));
+#endif
   }
-  HWY_INLINE VF operator()(VI idx) const {
-    if constexpr (kOneVector) {
-      return hn::TableLookupLanes(vec_, hn::IndicesFromVec(DF(), idx));
-    } else {
-      return hn::GatherIndex(DF(), table_, idx);
-    }
+  HWY_INLINE VF operator()(VI idx) const { return (*this)(hn::BitCast(DU(), idx)); }
+  HWY_INLINE VF operator()(VU idx) const {
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+    return VF{_mm512_permutexvar_ps(idx.raw, all_)};
+#elif HWY_TARGET == HWY_AVX2
+    const __m256 lo = _mm256_permutevar8x32_ps(lo_, idx.raw);
+    const __m256 hi = _mm256_permutevar8x32_ps(hi_, idx.raw);
+    return VF{_mm256_blendv_ps(lo, hi, _mm256_castsi256_ps(_mm256_slli_epi32(idx.raw, 28)))};
+#elif HWY_TARGET == HWY_NEON && HWY_ARCH_ARM_A64
+    const uint32x4_t nibble = vandq_u32(idx.raw, vdupq_n_u32(15));
+    // Byte b of lane i reads table byte 4 * nibble + b.
+    const uint32x4_t bytes = vmlaq_n_u32(vdupq_n_u32(0x03020100u), nibble, 0x04040404u);
+    return VF(vreinterpretq_f32_u8(vqtbl4q_u8(bytes_, vreinterpretq_u8_u32(bytes))));
+#else
+    return hn::GatherIndex(DF(), table_, hn::BitCast(DI(), hn::And(idx, hn::Set(DU(), 15))));
+#endif
   }
 
  private:
-  static constexpr bool kOneVector = (kLanes == 16);
-  const float* table_;
-  VF vec_ = hn::Zero(DF());
+  [[maybe_unused]] const float* table_;  // read by the gather only
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+  __m512 all_;
+#elif HWY_TARGET == HWY_AVX2
+  __m256 lo_, hi_;
+#elif HWY_TARGET == HWY_NEON && HWY_ARCH_ARM_A64
+  uint8x16x4_t bytes_;
+#endif
 };
 
 // Exact OCP FP8 decoding of byte codes held in int32 lanes (see lowbit/fp8.h for the rules).

@@ -123,6 +123,11 @@ void PackStatistics(CpuPacked& p) {
         default: p.lut[c] = s.codebook[c]; break;  // nf4 / fp4: the table stored with the tensor
       }
     }
+    for (const int offset : {0, LOWBIT_INT4_SYM_OFFSET}) {
+      bool integer = true;
+      for (int c = 0; c < 16; ++c) integer &= p.lut[c] == static_cast<float>(c - offset);
+      if (integer) p.lut_offset = offset;
+    }
   }
 }
 
@@ -314,9 +319,10 @@ void Gemm(const BackendPacked& packed, const MatmulArgs& a, Context& ctx) {
       }
       p.xsum = xsum.data();
     }
-    if (w.kind == CodeKind::kLut4 && a.m == 1) {
-      xlut4.resize(static_cast<size_t>(RoundUp(w.k_pad, kLut4GemvBlock)));
-      PermuteXForLut4Gemv(xbuf.data(), w.k_pad, xlut4.data());
+    const int64_t lut4_lanes = (w.kind == CodeKind::kLut4 && a.m == 1) ? Lut4GemvLanes() : 0;
+    if (lut4_lanes > 0) {
+      xlut4.resize(static_cast<size_t>(RoundUp(w.k_pad, 8 * lut4_lanes)));
+      PermuteXForLut4Gemv(xbuf.data(), w.k_pad, lut4_lanes, xlut4.data());
       p.x_lut4 = xlut4.data();
     }
     void (*kernel)(const GemmProblem&, int64_t, int64_t) =

@@ -43,6 +43,9 @@ struct CpuPacked : BackendPacked {
   std::vector<float> scales;   // [N, groups_per_row], nested statistics resolved
   std::vector<float> zeros;    // [N, groups_per_row] zero points as float; empty if symmetric
   float lut[16] = {};          // kLut4: value of each nibble
+  // kLut4 with integer values lut[c] == c - lut_offset for every nibble c (int4: 8, int4_asym:
+  // 0), so kernels may decode nibbles arithmetically; -1 for codebooks (nf4, fp4).
+  int lut_offset = -1;
   bool fp8_finite = false;     // FP8 kinds: codes hold no Inf/NaN code (cheaper decode)
   std::vector<float> dense;    // kDense: [N, K]
   std::vector<uint8_t> canonical_data;  // kDense: the canonical payload (for Unpack)
@@ -60,28 +63,32 @@ struct GemmProblem {
   const float* xsum = nullptr;  // [m, groups_per_row] sums of x over each group (asymmetric
                                 // weights only, else nullptr)
   float* y = nullptr;           // [m, N] float32 (no bias)
-  // m == 1 and kLut4 only: x reordered to the lane order of the AVX-512 LUT4 GEMV
-  // (PermuteXForLut4Gemv), [RoundUp(k_pad, kLut4GemvBlock)] with zeros past k_pad.
+  // m == 1 and kLut4 only, when the dispatched target has a LUT4 GEMV (Lut4GemvLanes() > 0):
+  // x reordered to its lane order (PermuteXForLut4Gemv), RoundUp(k_pad, 8 * lanes) floats with
+  // zeros past k_pad.
   const float* x_lut4 = nullptr;
 };
 
-// The AVX-512 LUT4 GEMV reads 64 bytes (kLut4GemvBlock = 128 codes: four chunks) of a row as
-// 16 32-bit lanes and decodes nibble j (bits 4j..4j+3) of every lane with one vpermps, which
-// ignores index bits above bit 3 (so no masking or widening is needed). Lane d, nibble j of a
-// block holds chunk byte b = 4d + j / 2 (chunk b / 16, byte b % 16), high nibble for odd j, i.e.
-// element Lut4GemvElement(j, d) of the block. The kernel multiplies by x permuted to that order.
-inline constexpr int64_t kLut4GemvBlock = 128;
+// The LUT4 GEMV reads a row's codes one vector at a time as `lanes` 32-bit lanes (a block of
+// 8 * lanes codes, 4 * lanes bytes: whole 16-byte chunks) and decodes nibble j (bits 4j..4j+3)
+// of every lane at once. Lane d, nibble j of a block holds chunk byte b = 4d + j / 2 (chunk
+// b / 16, byte b % 16), high nibble for odd j, i.e. element Lut4GemvElement(j, d) of the block.
+// The kernel multiplies by x permuted to that order.
 inline constexpr int64_t Lut4GemvElement(int64_t j, int64_t d) {
   return ((4 * d + j / 2) / 16) * kChunk + (4 * d + j / 2) % 16 + (j & 1) * 16;
 }
-// xp[blk * 128 + 16 * j + d] = x[blk * 128 + Lut4GemvElement(j, d)]; x holds k_pad floats, xp
-// RoundUp(k_pad, kLut4GemvBlock) (zeros past k_pad).
-inline void PermuteXForLut4Gemv(const float* x, int64_t k_pad, float* xp) {
-  for (int64_t b = 0; b < k_pad; b += kLut4GemvBlock) {
+// Lanes of the dispatched target's LUT4 GEMV (16 on AVX-512, 8 on AVX2, 4 on 128-bit targets),
+// or 0 when it has none (then GemmLut4 ignores x_lut4). Per-ISA entry (matmul_lut4.cc).
+int64_t Lut4GemvLanes();
+// xp[blk + lanes * j + d] = x[blk + Lut4GemvElement(j, d)] for every block start blk (a
+// multiple of 8 * lanes); x holds k_pad floats, xp RoundUp(k_pad, 8 * lanes) (zeros past k_pad).
+inline void PermuteXForLut4Gemv(const float* x, int64_t k_pad, int64_t lanes, float* xp) {
+  const int64_t block = 8 * lanes;
+  for (int64_t b = 0; b < k_pad; b += block) {
     for (int64_t j = 0; j < 8; ++j) {
-      for (int64_t d = 0; d < 16; ++d) {
+      for (int64_t d = 0; d < lanes; ++d) {
         const int64_t e = b + Lut4GemvElement(j, d);
-        xp[b + 16 * j + d] = e < k_pad ? x[e] : 0.0f;
+        xp[b + lanes * j + d] = e < k_pad ? x[e] : 0.0f;
       }
     }
   }

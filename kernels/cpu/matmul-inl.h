@@ -22,6 +22,8 @@
 #include "hwy/highway.h"
 #include "kernels/cpu/codecs-inl.h"
 
+#undef LOWBIT_TILE_GEMM  // per target: 1 when GemmTileT (below) exists
+
 HWY_BEFORE_NAMESPACE();
 namespace lowbit::cpu::HWY_NAMESPACE {
 
@@ -163,24 +165,42 @@ void GemmRows(const GemmProblem& p, int64_t n_begin, int64_t n_end) {
   }
 }
 
-#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+#if HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+#define LOWBIT_TILE_GEMM 1
 
-using VU = hn::Vec<DU>;
-
-// lut[idx & 15] per lane: vpermps reads only index bits 0..3.
-HWY_INLINE VF Lookup(VF lut, VU idx) { return VF{_mm512_permutexvar_ps(idx.raw, lut.raw)}; }
-
-// ---- AVX-512 GEMM (M > 1): k-major weight tiles and an outer-product micro-kernel -------------
-// Used by every code kind on AVX3/AVX3_DL; each kind supplies a raw-value decoder. Every y[m, n]
-// is one float32 FMA chain over k in order, whatever tile or task it falls in.
+// ---- x86 GEMM (M > 1): k-major weight tiles and an outer-product micro-kernel ---------------
+// Used by every code kind on AVX2 and AVX-512; each kind supplies a raw-value decoder. Every
+// y[m, n] is one float32 FMA chain over k in order, whatever tile or task it falls in.
 
 // Weight rows per tile: two vectors of outputs per x broadcast.
-inline constexpr int64_t kTileCols = 32;
-// Activation rows per micro-kernel call: kGemmMr x 2 accumulators (24 of 32 registers).
-inline constexpr int kGemmMr = 12;
+inline constexpr int64_t kTileCols = 2 * static_cast<int64_t>(kLanes);
+// Activation rows per micro-kernel call: kGemmMr x 2 accumulators, 2 weight vectors and a
+// broadcast in registers (AVX-512: 24 + 3 of 32; AVX2: 12 + 3 of 16).
+inline constexpr int kGemmMr = kLanes == 16 ? 12 : 6;
 
-// Transposes a 16 x 16 float block held in r[0..15] (row i in r[i]) in place.
-HWY_INLINE void Transpose16x16(__m512* r) {
+#if HWY_TARGET == HWY_AVX2
+// Transposes the 8 x 8 float block held in r[0..7] (row i in r[i]) in place.
+HWY_INLINE void TransposeSquare(__m256* r) {
+  __m256 t[8], u[8];
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  }
+  // u[4h + e]: rows 4h..4h+3 at element e and e + 4 of each 128-bit half.
+  for (int h = 0; h < 2; ++h) {
+    u[4 * h + 0] = _mm256_shuffle_ps(t[4 * h], t[4 * h + 2], 0x44);
+    u[4 * h + 1] = _mm256_shuffle_ps(t[4 * h], t[4 * h + 2], 0xEE);
+    u[4 * h + 2] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0x44);
+    u[4 * h + 3] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0xEE);
+  }
+  for (int e = 0; e < 4; ++e) {
+    r[e] = _mm256_permute2f128_ps(u[e], u[4 + e], 0x20);
+    r[e + 4] = _mm256_permute2f128_ps(u[e], u[4 + e], 0x31);
+  }
+}
+#else
+// Transposes the 16 x 16 float block held in r[0..15] (row i in r[i]) in place.
+HWY_INLINE void TransposeSquare(__m512* r) {
   __m512 t[16], u[16];
   for (int i = 0; i < 16; i += 2) {
     t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
@@ -205,22 +225,25 @@ HWY_INLINE void Transpose16x16(__m512* r) {
     r[e + 8] = _mm512_shuffle_f32x4(t[e], t[8 + e], 0xDD);
   }
 }
+#endif
 
-// tile[k * 32 + c] = W[n0 + c, k] dequantized ((v - zero) * scale) for k < k_pad, c < cols;
-// columns cols..31 are zero. raw(row, k0) returns the raw values v of codes [k0, k0 + 16).
+// tile[k * kTileCols + c] = W[n0 + c, k] dequantized ((v - zero) * scale) for k < k_pad,
+// c < cols; columns cols..kTileCols-1 are zero. raw(row, k0) returns the raw values v of codes
+// [k0, k0 + kLanes).
 template <class Raw>
 HWY_INLINE void DecodeTileT(const CpuPacked& w, const Raw& raw, int64_t n0, int64_t cols,
                             float* HWY_RESTRICT tile) {
   const DF df;
   const bool asym = !w.zeros.empty();
-  for (int64_t half = 0; half < kTileCols; half += 16) {
-    for (int64_t k0 = 0; k0 < w.k_pad; k0 += 16) {
+  constexpr int kL = static_cast<int>(kLanes);
+  for (int64_t half = 0; half < kTileCols; half += kL) {
+    for (int64_t k0 = 0; k0 < w.k_pad; k0 += kL) {
       const int64_t g = k0 / w.group;
-      __m512 v[16];
-      for (int r = 0; r < 16; ++r) {
+      decltype(hn::Zero(df).raw) v[kL];
+      for (int r = 0; r < kL; ++r) {
         const int64_t row = n0 + half + r;
         if (half + r >= cols) {
-          v[r] = _mm512_setzero_ps();
+          v[r] = hn::Zero(df).raw;
           continue;
         }
         const int64_t s = row * w.groups_per_row + g;
@@ -228,9 +251,9 @@ HWY_INLINE void DecodeTileT(const CpuPacked& w, const Raw& raw, int64_t n0, int6
         if (asym) value = hn::Sub(value, hn::Set(df, w.zeros[s]));
         v[r] = hn::Mul(value, hn::Set(df, w.scales[s])).raw;
       }
-      Transpose16x16(v);
+      TransposeSquare(v);
       float* out = tile + k0 * kTileCols + half;
-      for (int i = 0; i < 16; ++i) _mm512_store_ps(out + i * kTileCols, v[i]);
+      for (int i = 0; i < kL; ++i) hn::Store(VF{v[i]}, df, out + i * kTileCols);
     }
   }
 }
@@ -244,7 +267,7 @@ void MicroKernelT(const float* HWY_RESTRICT x, int64_t k_pad, const float* HWY_R
   for (int i = 0; i < MR; ++i) acc0[i] = acc1[i] = hn::Zero(df);
   for (int64_t k = 0; k < k_pad; ++k) {
     const VF w0 = hn::Load(df, tile + k * kTileCols);
-    const VF w1 = hn::Load(df, tile + k * kTileCols + 16);
+    const VF w1 = hn::Load(df, tile + k * kTileCols + kLanes);
     for (int i = 0; i < MR; ++i) {
       const VF xb = hn::Set(df, x[i * k_pad + k]);
       acc0[i] = hn::MulAdd(xb, w0, acc0[i]);
@@ -254,14 +277,15 @@ void MicroKernelT(const float* HWY_RESTRICT x, int64_t k_pad, const float* HWY_R
   if (cols == kTileCols) {
     for (int i = 0; i < MR; ++i) {
       hn::StoreU(acc0[i], df, y + i * ldy);
-      hn::StoreU(acc1[i], df, y + i * ldy + 16);
+      hn::StoreU(acc1[i], df, y + i * ldy + kLanes);
     }
   } else {
-    const auto m0 = hn::FirstN(df, static_cast<size_t>(std::min<int64_t>(cols, 16)));
-    const auto m1 = hn::FirstN(df, static_cast<size_t>(std::max<int64_t>(cols - 16, 0)));
+    constexpr int64_t kL = static_cast<int64_t>(kLanes);
+    const auto m0 = hn::FirstN(df, static_cast<size_t>(std::min<int64_t>(cols, kL)));
+    const auto m1 = hn::FirstN(df, static_cast<size_t>(std::max<int64_t>(cols - kL, 0)));
     for (int i = 0; i < MR; ++i) {
       hn::BlendedStore(acc0[i], m0, df, y + i * ldy);
-      hn::BlendedStore(acc1[i], m1, df, y + i * ldy + 16);
+      hn::BlendedStore(acc1[i], m1, df, y + i * ldy + kLanes);
     }
   }
 }
@@ -273,8 +297,8 @@ HWY_INLINE void MicroKernelT(int mr, std::integer_sequence<int, kMr...>, const f
   ((mr == kMr + 1 ? MicroKernelT<kMr + 1>(x, k_pad, tile, y, ldy, cols) : void()), ...);
 }
 
-// Rows [n_begin, n_end) of y for M > 1: per 32 weight rows, one tile decode, then the
-// micro-kernel over every 12 rows of x.
+// Rows [n_begin, n_end) of y for M > 1: per kTileCols weight rows, one tile decode, then the
+// micro-kernel over every kGemmMr rows of x.
 template <class Raw>
 void GemmTileT(const GemmProblem& p, const Raw& raw, int64_t n_begin, int64_t n_end) {
   const CpuPacked& w = *p.w;
@@ -296,7 +320,7 @@ void GemmTileT(const GemmProblem& p, const Raw& raw, int64_t n_begin, int64_t n_
   }
 }
 
-// Raw values of byte codes [k0, k0 + 16) of a row (int8, uint8, FP8 kinds) for GemmTileT.
+// Raw values of byte codes [k0, k0 + kLanes) of a row (int8, uint8, FP8 kinds) for GemmTileT.
 // kFinite: as for ByteChunk.
 template <CodeKind kKind, bool kFinite = false>
 struct ByteRaw {
@@ -316,7 +340,9 @@ struct ByteRaw {
   }
 };
 
-#endif  // HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+#else
+#define LOWBIT_TILE_GEMM 0
+#endif  // HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
 
 }  // namespace lowbit::cpu::HWY_NAMESPACE
 HWY_AFTER_NAMESPACE();

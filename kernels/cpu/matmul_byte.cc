@@ -9,7 +9,7 @@ HWY_BEFORE_NAMESPACE();
 namespace lowbit::cpu::HWY_NAMESPACE {
 
 void GemmByteImpl(const GemmProblem& p, int64_t n_begin, int64_t n_end) {
-#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+#if LOWBIT_TILE_GEMM
   if (p.m > 1) {  // k-major tiles + outer-product micro-kernel (matmul-inl.h)
     if (p.w->kind == CodeKind::kInt8) {
       GemmTileT(p, ByteRaw<CodeKind::kInt8>{*p.w}, n_begin, n_end);

@@ -13,7 +13,7 @@ namespace lowbit::cpu::HWY_NAMESPACE {
 // quantized weight).
 template <CodeKind kKind, bool kFinite>
 void GemmFP8Kind(const GemmProblem& p, int64_t n_begin, int64_t n_end) {
-#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+#if LOWBIT_TILE_GEMM
   if (p.m > 1) {  // k-major tiles + outer-product micro-kernel (matmul-inl.h)
     GemmTileT(p, ByteRaw<kKind, kFinite>{*p.w}, n_begin, n_end);
     return;
