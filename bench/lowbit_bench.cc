@@ -1,6 +1,10 @@
 // bench/lowbit_bench.cc — Google Benchmark binary: the DRAM read roofline, GEMV/GEMM per weight
 // format against Eigen's float32 kernels, and quantize/dequantize throughput.
 //
+// `--target NAME` (e.g. AVX2, SSE4) restricts dispatch to one compiled Highway target this CPU
+// runs, so an AVX-512 machine also measures the AVX2 kernels; the context line highway_target
+// names the target used.
+//
 // Every benchmark is registered programmatically so that names follow fixed patterns that
 // scripts parse (bench/summarize.py, docs/performance.md):
 //   BM_MemRead/<MiB>/threads:<t>
@@ -416,10 +420,28 @@ void RegisterAll() {
   }
 }
 
-// Best Highway target this CPU runs among those compiled (lower bits are better targets).
+// Best Highway target this CPU runs among those compiled (lower bits are better targets);
+// the forced one after ForceTarget.
 std::string HighwayTarget() {
   const int64_t targets = hwy::SupportedTargets() & HWY_TARGETS;
   return hwy::TargetName(targets & -targets);
+}
+
+// Restricts kernel dispatch to the compiled Highway target called `name` (as hwy::TargetName
+// prints it: AVX3_DL, AVX3, AVX2, SSE4, ...), so that one machine measures the code paths of
+// another CPU kind. Returns false, listing the choices, when this CPU cannot run it.
+bool ForceTarget(const std::string& name) {
+  std::string available;
+  for (int64_t t : hwy::SupportedAndGeneratedTargets()) {
+    if (name == hwy::TargetName(t)) {
+      hwy::SetSupportedTargetsForTest(t);
+      return true;
+    }
+    available += std::string(available.empty() ? "" : ", ") + hwy::TargetName(t);
+  }
+  std::fprintf(stderr, "lowbit_bench: --target %s is not a target this CPU runs (%s)\n",
+               name.c_str(), available.c_str());
+  return false;
 }
 
 }  // namespace
@@ -470,6 +492,24 @@ int main(int argc, char** argv) {
   const std::string out_path = FlagValue(argc, argv, "--benchmark_out");
   std::string out_format = FlagValue(argc, argv, "--benchmark_out_format");
   if (out_format.empty()) out_format = "json";  // Google Benchmark's default for --benchmark_out
+  // --target NAME / --target=NAME: lowbit's own flag, removed before Google Benchmark sees argv.
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    std::string target;
+    int used = 0;
+    if (arg == "--target" && i + 1 < argc) {
+      target = argv[i + 1];
+      used = 2;
+    } else if (arg.rfind("--target=", 0) == 0) {
+      target = arg.substr(9);
+      used = 1;
+    }
+    if (used == 0) continue;
+    if (!ForceTarget(target)) return 1;
+    for (int j = i; j + used <= argc; ++j) argv[j] = argv[j + used];
+    argc -= used;
+    --i;
+  }
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::AddCustomContext("l3_bytes", std::to_string(L3Bytes()));
