@@ -22,6 +22,7 @@
 #include "lowbit/quant_state.h"
 #include "lowbit/quantize.h"
 #include "lowbit/status.h"
+#include "scratch.h"
 
 // ---- The C enums are the C++ enums: same numbers, checked here ------------------------------
 #define LOWBIT_SAME_VALUE(c_value, cpp_value) \
@@ -281,6 +282,31 @@ void CheckMatmulDims(const lowbit::PackedWeight& w, int64_t m, int64_t k, int64_
                 "weight is [" + std::to_string(w.rows()) + ", " + std::to_string(w.cols()) +
                     "] (N, K) but k = " + std::to_string(k) + ", n = " + std::to_string(n));
   }
+}
+
+// Calls op(x view, y view) with per-thread views: x [k] and y [n] when `vector`, else x [m, k]
+// and y [m, n]. Their Shape vectors keep their capacity, so a warm lowbit_gemv / lowbit_gemm /
+// lowbit_linear_forward allocates nothing (a re-entrant call on the same thread gets views of
+// its own from ThreadScratch).
+template <class Op>
+void WithMatmulViews(const void* x, lowbit::DType x_dtype, void* y, lowbit::DType y_dtype,
+                     int64_t m, int64_t k, int64_t n, bool vector, const Op& op) {
+  lowbit::internal::ThreadScratch<lowbit::ConstTensorView, struct CApiXViewTag> x_scratch;
+  lowbit::internal::ThreadScratch<lowbit::TensorView, struct CApiYViewTag> y_scratch;
+  lowbit::ConstTensorView& xv = *x_scratch.Resize(1);
+  lowbit::TensorView& yv = *y_scratch.Resize(1);
+  xv.data = x;
+  xv.dtype = x_dtype;
+  yv.data = y;
+  yv.dtype = y_dtype;
+  if (vector) {
+    xv.shape.assign({k});
+    yv.shape.assign({n});
+  } else {
+    xv.shape.assign({m, k});
+    yv.shape.assign({m, n});
+  }
+  op(xv, yv);
 }
 
 }  // namespace
@@ -544,8 +570,12 @@ lowbit_status lowbit_gemv(const lowbit_packed_t* weight, const void* x, lowbit_d
     RequireNotNull(x, "x");
     RequireNotNull(y, "y");
     CheckMatmulDims(weight->w, 1, k, n);
-    lowbit::Gemv(weight->w, {x, ToDType(x_dtype, "x_dtype"), {k}},
-                 {y, ToDType(y_dtype, "y_dtype"), {n}}, bias, ContextOrNull(ctx));
+    const lowbit::DType xd = ToDType(x_dtype, "x_dtype"), yd = ToDType(y_dtype, "y_dtype");
+    lowbit::Context* c = ContextOrNull(ctx);
+    WithMatmulViews(x, xd, y, yd, 1, k, n,
+                    /*vector=*/true, [&](const auto& xv, const auto& yv) {
+                      lowbit::Gemv(weight->w, xv, yv, bias, c);
+                    });
   });
 }
 
@@ -557,8 +587,12 @@ lowbit_status lowbit_gemm(const lowbit_packed_t* weight, const void* x, lowbit_d
     RequireNotNull(x, "x");
     RequireNotNull(y, "y");
     CheckMatmulDims(weight->w, m, k, n);
-    lowbit::Gemm(weight->w, {x, ToDType(x_dtype, "x_dtype"), {m, k}},
-                 {y, ToDType(y_dtype, "y_dtype"), {m, n}}, bias, ContextOrNull(ctx));
+    const lowbit::DType xd = ToDType(x_dtype, "x_dtype"), yd = ToDType(y_dtype, "y_dtype");
+    lowbit::Context* c = ContextOrNull(ctx);
+    WithMatmulViews(x, xd, y, yd, m, k, n,
+                    /*vector=*/false, [&](const auto& xv, const auto& yv) {
+                      lowbit::Gemm(weight->w, xv, yv, bias, c);
+                    });
   });
 }
 
@@ -669,8 +703,10 @@ lowbit_status lowbit_linear_forward(const lowbit_linear_t* layer, const void* x,
     const lowbit::nn::QuantLinear& l = *layer->layer;
     RequireProductFits(m, l.in_features(), "m * in_features");
     RequireProductFits(m, l.out_features(), "m * out_features");
-    l.Forward({x, ToDType(x_dtype, "x_dtype"), {m, l.in_features()}},
-              {y, ToDType(y_dtype, "y_dtype"), {m, l.out_features()}}, ContextOrNull(ctx));
+    const lowbit::DType xd = ToDType(x_dtype, "x_dtype"), yd = ToDType(y_dtype, "y_dtype");
+    lowbit::Context* c = ContextOrNull(ctx);
+    WithMatmulViews(x, xd, y, yd, m, l.in_features(), l.out_features(), /*vector=*/false,
+                    [&](const auto& xv, const auto& yv) { l.Forward(xv, yv, c); });
   });
 }
 

@@ -83,6 +83,22 @@ struct Backend {
   void (*quantize)(const float* x, const QuantizeOptions& options, QuantizedTensor& out);
 };
 
+// Matmuls with fewer multiply-adds (M * N * K) than SerialMatmulMacs() run all their row tasks on
+// the calling thread and never call Context::ParallelFor (CPU backend): below it, waking the
+// pool costs more than the work it would share. Default kDefaultSerialMatmulMacs = 2^18 (262144
+// multiply-adds), measured on a 2-core Xeon (Sapphire Rapids, AVX3_DL, other jobs running): a
+// 512x512 GEMV (= 2^18) takes ~9-14 us on one thread for nf4/int8/fp8_e4m3 and 9-39 us split
+// over 2 threads; every smaller shape (GEMV or M = 8 GEMM) was as fast or faster serial, and
+// splitting first paid off around 768x768 (590K). That is one fork-join round trip (~1-3 us
+// while workers spin, 10-50 us once they sleep on a futex) against 10 us of work. A 64x64 GEMV
+// (4096) is far below, a 4096x4096 one (16.8M) far above. Tests lower it (0 = always split) to
+// keep covering the threaded partition on small shapes.
+constexpr int64_t kDefaultSerialMatmulMacs = int64_t{1} << 18;
+// The current threshold (relaxed atomic read, ~free).
+int64_t SerialMatmulMacs();
+// Sets it (>= 0; 0 = always use ParallelFor). For tests and tuning; call while no matmul runs.
+void SetSerialMatmulMacs(int64_t macs);
+
 // All backends built into this library, CPU first. CUDA joins when built with
 // LOWBIT_BACKEND_CUDA. Never empty.
 const std::vector<const Backend*>& Backends();

@@ -1,4 +1,5 @@
 // Registry of the backends built into this library (DESIGN §5): CPU always, others by option.
+#include <atomic>
 #include <string>
 
 #include "backend.h"
@@ -23,6 +24,16 @@ const std::vector<const Backend*>& Backends() {
 }
 
 const Backend& CpuBackend() { return cpu::kBackend; }
+
+namespace {
+std::atomic<int64_t> g_serial_matmul_macs{kDefaultSerialMatmulMacs};
+}  // namespace
+
+int64_t SerialMatmulMacs() { return g_serial_matmul_macs.load(std::memory_order_relaxed); }
+
+void SetSerialMatmulMacs(int64_t macs) {
+  g_serial_matmul_macs.store(macs < 0 ? 0 : macs, std::memory_order_relaxed);
+}
 
 const Backend& FindBackend(std::string_view name) {
   // "" is the CPU backend: callers that name no backend pass host memory and expect host-side

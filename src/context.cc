@@ -248,30 +248,42 @@ void Context::SetParallelFor(ParallelForFn fn, int host_num_threads) {
 }
 
 void Context::ParallelFor(int64_t num_tasks, const RangeFn& body) {
-  Require(num_tasks >= 0, Status::kInvalidArgument,
-          "Context::ParallelFor: num_tasks " + std::to_string(num_tasks) + " is negative");
-  Require(static_cast<bool>(body), Status::kInvalidArgument,
-          "Context::ParallelFor: body is empty");
+  Require(num_tasks >= 0, Status::kInvalidArgument, [&] {
+    return "Context::ParallelFor: num_tasks " + std::to_string(num_tasks) + " is negative";
+  });
+  Require(static_cast<bool>(body), Status::kInvalidArgument, "Context::ParallelFor: body is empty");
   if (num_tasks == 0) return;
+
+  // One task, or a host that reports a single thread: nothing to share, so run on the caller
+  // without waking any pool (the host's own included).
+  if (impl_->host && (num_tasks == 1 || impl_->host_threads == 1)) {
+    body(0, num_tasks);
+    return;
+  }
 
   if (impl_->host) {
     // Hosts' pools rarely carry exceptions across threads: catch them in the body, skip the
-    // remaining tasks, rethrow here.
-    std::atomic<bool> failed{false};
-    std::exception_ptr error;
-    std::mutex error_mu;
-    const RangeFn guarded = [&](int64_t begin, int64_t end) {
-      if (failed.load(std::memory_order_relaxed)) return;
+    // remaining tasks, rethrow here. The wrapper captures one pointer, so the RangeFn stores it
+    // inline (no allocation per call).
+    struct Guarded {
+      explicit Guarded(const RangeFn* b) : body(b) {}
+      const RangeFn* body;
+      std::atomic<bool> failed{false};
+      std::exception_ptr error;
+      std::mutex error_mu;
+    } state(&body);
+    const RangeFn guarded = [s = &state](int64_t begin, int64_t end) {
+      if (s->failed.load(std::memory_order_relaxed)) return;
       try {
-        body(begin, end);
+        (*s->body)(begin, end);
       } catch (...) {
-        std::lock_guard<std::mutex> lock(error_mu);
-        if (!error) error = std::current_exception();
-        failed.store(true, std::memory_order_relaxed);
+        std::lock_guard<std::mutex> lock(s->error_mu);
+        if (!s->error) s->error = std::current_exception();
+        s->failed.store(true, std::memory_order_relaxed);
       }
     };
     impl_->host(num_tasks, guarded);
-    if (error) std::rethrow_exception(error);
+    if (state.error) std::rethrow_exception(state.error);
     return;
   }
 

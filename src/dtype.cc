@@ -57,7 +57,8 @@ DType DTypeFromName(std::string_view name) {
 int64_t NumElements(const Shape& shape) {
   int64_t n = 1;
   for (const int64_t d : shape) {
-    Require(d >= 0, Status::kInvalidArgument, "negative dimension in shape " + ShapeToString(shape));
+    Require(d >= 0, Status::kInvalidArgument,
+            [&] { return "negative dimension in shape " + ShapeToString(shape); });
     if (d != 0 && n > std::numeric_limits<int64_t>::max() / d) {
       throw Error(Status::kInvalidArgument, "shape " + ShapeToString(shape) + " overflows int64");
     }
@@ -75,19 +76,37 @@ std::string ShapeToString(const Shape& shape) {
   return s + "]";
 }
 
-int64_t ValidateView(const ConstTensorView& view, const char* what, bool float_only) {
-  Require(!view.shape.empty(), Status::kInvalidArgument, std::string(what) + ": empty shape");
-  for (const int64_t d : view.shape) {
-    Require(d > 0, Status::kInvalidArgument,
-            std::string(what) + ": dimensions must be positive, got " + ShapeToString(view.shape));
+namespace {
+
+// ValidateView for either view type. Hot path (every matmul): messages are built only on failure.
+int64_t ValidateViewParts(const Shape& shape, const void* data, DType dtype, const char* what,
+                          bool float_only) {
+  Require(!shape.empty(), Status::kInvalidArgument,
+          [&] { return std::string(what) + ": empty shape"; });
+  for (const int64_t d : shape) {
+    Require(d > 0, Status::kInvalidArgument, [&] {
+      return std::string(what) + ": dimensions must be positive, got " + ShapeToString(shape);
+    });
   }
-  const int64_t n = NumElements(view.shape);
-  Require(view.data != nullptr, Status::kInvalidArgument, std::string(what) + ": null data");
+  const int64_t n = NumElements(shape);
+  Require(data != nullptr, Status::kInvalidArgument,
+          [&] { return std::string(what) + ": null data"; });
   if (float_only) {
-    Require(IsFloatActivation(view.dtype), Status::kInvalidArgument,
-            std::string(what) + ": dtype must be f32, f16 or bf16, got " + DTypeName(view.dtype));
+    Require(IsFloatActivation(dtype), Status::kInvalidArgument, [&] {
+      return std::string(what) + ": dtype must be f32, f16 or bf16, got " + DTypeName(dtype);
+    });
   }
   return n;
+}
+
+}  // namespace
+
+int64_t ValidateView(const ConstTensorView& view, const char* what, bool float_only) {
+  return ValidateViewParts(view.shape, view.data, view.dtype, what, float_only);
+}
+
+int64_t ValidateView(const TensorView& view, const char* what, bool float_only) {
+  return ValidateViewParts(view.shape, view.data, view.dtype, what, float_only);
 }
 
 void ToF32(const void* src, DType src_dtype, int64_t n, float* dst) {

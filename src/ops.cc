@@ -26,9 +26,10 @@ namespace {
 const PackedWeight::Impl& Checked(const PackedWeight& w) {
   Require(w.impl() != nullptr && w.impl()->packed != nullptr, Status::kInvalidState,
           "PackedWeight is empty (moved-from or default-constructed)");
-  Require(w.impl()->format_version == LOWBIT_FORMAT_VERSION, Status::kInvalidState,
-          "PackedWeight has format version " + std::to_string(w.impl()->format_version) +
-              ", this library reads " + std::to_string(LOWBIT_FORMAT_VERSION));
+  Require(w.impl()->format_version == LOWBIT_FORMAT_VERSION, Status::kInvalidState, [&] {
+    return "PackedWeight has format version " + std::to_string(w.impl()->format_version) +
+           ", this library reads " + std::to_string(LOWBIT_FORMAT_VERSION);
+  });
   return *w.impl();
 }
 
@@ -36,9 +37,10 @@ const PackedWeight::Impl& Checked(const PackedWeight& w) {
 void RequireSupport(const Backend& b, Format format, BackendOp op, DType activation,
                     const MatmulOptions& options, const char* what) {
   const std::string reason = b.supports(format, op, activation, options);
-  Require(reason.empty(), Status::kUnsupportedFormat,
-          std::string(what) + ": backend '" + b.name + "' cannot run format " +
-              FormatName(format) + " with " + DTypeName(activation) + " activations: " + reason);
+  Require(reason.empty(), Status::kUnsupportedFormat, [&] {
+    return std::string(what) + ": backend '" + b.name + "' cannot run format " +
+           FormatName(format) + " with " + DTypeName(activation) + " activations: " + reason;
+  });
 }
 
 }  // namespace
@@ -73,16 +75,22 @@ void Matmul(const PackedWeight& w, const ConstTensorView& x, const TensorView& y
   const int64_t nx = ValidateView(x, "Matmul x");
   const int64_t ny = ValidateView(y, "Matmul y");
   Require(x.shape.size() <= 2, Status::kInvalidArgument,
-          "Matmul: x must be [M, K] or [K], got " + ShapeToString(x.shape));
-  Require(x.shape.back() == k, Status::kInvalidArgument,
-          "Matmul: x " + ShapeToString(x.shape) + " last dim must equal K = " + std::to_string(k));
+          [&] { return "Matmul: x must be [M, K] or [K], got " + ShapeToString(x.shape); });
+  Require(x.shape.back() == k, Status::kInvalidArgument, [&] {
+    return "Matmul: x " + ShapeToString(x.shape) + " last dim must equal K = " +
+           std::to_string(k);
+  });
   const int64_t m = nx / k;
-  const Shape expected = (x.shape.size() == 1) ? Shape{n} : Shape{m, n};
-  Require(y.shape == expected || (ny == n && m == 1 && y.shape.back() == n),
-          Status::kInvalidArgument,
-          "Matmul: y " + ShapeToString(y.shape) + " must be " + ShapeToString(expected) +
-              " for x " + ShapeToString(x.shape) + " and W [" + std::to_string(n) + ", " +
-              std::to_string(k) + "]");
+  // y must be [N] for x [K], [M, N] for x [M, K] (compared in place: no Shape is built).
+  const bool y_exact = (x.shape.size() == 1)
+                           ? (y.shape.size() == 1 && y.shape[0] == n)
+                           : (y.shape.size() == 2 && y.shape[0] == m && y.shape[1] == n);
+  Require(y_exact || (ny == n && m == 1 && y.shape.back() == n), Status::kInvalidArgument, [&] {
+    const Shape expected = (x.shape.size() == 1) ? Shape{n} : Shape{m, n};
+    return "Matmul: y " + ShapeToString(y.shape) + " must be " + ShapeToString(expected) +
+           " for x " + ShapeToString(x.shape) + " and W [" + std::to_string(n) + ", " +
+           std::to_string(k) + "]";
+  });
   Require(x.data != y.data, Status::kInvalidArgument, "Matmul: y must not alias x");
   RequireSupport(*p.backend, p.packed->format, BackendOp::kMatmul, x.dtype, options, "Matmul");
   MatmulArgs args;
@@ -114,9 +122,10 @@ void Matmul(const QuantizedTensor& w, const ConstTensorView& x, const TensorView
 
 void Gemv(const PackedWeight& w, const ConstTensorView& x, const TensorView& y, const float* bias,
           Context* ctx) {
-  Require(NumElements(x.shape) == w.cols(), Status::kInvalidArgument,
-          "Gemv: x " + ShapeToString(x.shape) + " must hold exactly K = " +
-              std::to_string(w.cols()) + " elements (M = 1)");
+  Require(NumElements(x.shape) == w.cols(), Status::kInvalidArgument, [&] {
+    return "Gemv: x " + ShapeToString(x.shape) + " must hold exactly K = " +
+           std::to_string(w.cols()) + " elements (M = 1)";
+  });
   Matmul(w, x, y, MatmulOptions{}, bias, ctx);
 }
 

@@ -27,6 +27,10 @@ Error::Error(Status status, const std::string& message)
       status_(status),
       message_(message) {}
 
+void ThrowError(Status status, const char* message) { throw Error(status, message); }
+
+void ThrowError(Status status, const std::string& message) { throw Error(status, message); }
+
 void InvariantFailed(const char* file, int line, const char* message) {
   throw Error(Status::kInternal, std::string(file) + ":" + std::to_string(line) + ": " + message +
                                      " (a lowbit bug; please report it)");

@@ -156,14 +156,56 @@ TEST(ContextTest, HostParallelForIsUsedAndLowbitStartsNoThreads) {
       6);
   EXPECT_EQ(ctx.num_threads(), 6);
   for (int64_t n : {1, 2, 10, 1001}) ExpectEachTaskOnce(ctx, n);
-  EXPECT_EQ(host_calls, 4);
+  EXPECT_EQ(host_calls, 3);  // a single task runs on the caller without the host
+  EXPECT_EQ(CountProcessThreads(), threads_before);
   EXPECT_EQ(CountProcessThreads(), threads_before);
 
   // Removing the hook restores the built-in pool with its old size.
   ctx.SetParallelFor(nullptr, 0);
   EXPECT_EQ(ctx.num_threads(), 4);
   ExpectEachTaskOnce(ctx, 1000);
-  EXPECT_EQ(host_calls, 4);
+  EXPECT_EQ(host_calls, 3);
+}
+
+TEST(ContextTest, SingleTaskOrSingleThreadNeverWakesAPool) {
+  // Built-in pool: one task, or one thread, runs on the caller and starts no worker.
+  const int threads_before = CountProcessThreads();
+  Context pool(4);
+  const std::thread::id caller = std::this_thread::get_id();
+  std::thread::id ran_on;
+  pool.ParallelFor(1, [&](int64_t begin, int64_t end) {
+    EXPECT_EQ(begin, 0);
+    EXPECT_EQ(end, 1);
+    ran_on = std::this_thread::get_id();
+  });
+  EXPECT_EQ(ran_on, caller);
+  EXPECT_EQ(CountProcessThreads(), threads_before);
+  Context one(1);
+  int64_t calls = 0;
+  one.ParallelFor(1000, [&](int64_t begin, int64_t end) {
+    ++calls;
+    EXPECT_EQ(begin, 0);
+    EXPECT_EQ(end, 1000);
+    EXPECT_EQ(std::this_thread::get_id(), caller);
+  });
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(CountProcessThreads(), threads_before);
+
+  // Host parallel-for: not called for one task, nor at all when it reports one thread.
+  int host_calls = 0;
+  const auto host = [&](int64_t num_tasks, const Context::RangeFn& body) {
+    ++host_calls;
+    body(0, num_tasks);
+  };
+  Context hosted(1);
+  hosted.SetParallelFor(host, 4);
+  ExpectEachTaskOnce(hosted, 1);
+  EXPECT_EQ(host_calls, 0);
+  ExpectEachTaskOnce(hosted, 2);
+  EXPECT_EQ(host_calls, 1);
+  hosted.SetParallelFor(host, 1);
+  ExpectEachTaskOnce(hosted, 1000);
+  EXPECT_EQ(host_calls, 1);
 }
 
 TEST(ContextTest, HostParallelForOnOtherThreadsCarriesExceptions) {

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "backend.h"
 #include "format_test_util.h"
 #include "gtest/gtest.h"
 #include "hwy/targets.h"
@@ -58,6 +59,8 @@ std::vector<float> RunMatmul(const PackedWeight& w, const std::vector<float>& x,
 }
 
 TEST(MatmulBlockingTest, MatchesReferenceOnEveryTarget) {
+  // Split every shape into row tasks (these are below the backend's serial threshold).
+  SetSerialMatmulMacs(0);
   for (const BlockingCase& c : kCases) {
     const std::vector<float> wf = Randn(c.n * c.k, 7);
     QuantizeOptions o;
@@ -102,6 +105,7 @@ TEST(MatmulBlockingTest, MatchesReferenceOnEveryTarget) {
       hwy::SetSupportedTargetsForTest(0);
     }
   }
+  SetSerialMatmulMacs(kDefaultSerialMatmulMacs);
 }
 
 }  // namespace

@@ -390,8 +390,16 @@ bool SameBits(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
 
+// Forces the threaded row split on every shape while alive: the test shapes are below the CPU
+// backend's serial threshold, which would otherwise run them all on the calling thread.
+struct AlwaysSplitRows {
+  AlwaysSplitRows() { SetSerialMatmulMacs(0); }
+  ~AlwaysSplitRows() { SetSerialMatmulMacs(kDefaultSerialMatmulMacs); }
+};
+
 TEST(MatmulThreads, ResultsIdenticalForOneTwoThreeThreads) {
   constexpr int64_t n = 150;  // 5 GEMV tasks of 32 rows, 10 GEMM tasks of 16 rows
+  const AlwaysSplitRows split;
   Context ctx(1);
   for (const WeightCase& c : WeightCases()) {
     const QuantizedTensor q = MakeWeight(c, n, c.k, 3);
@@ -428,6 +436,7 @@ TEST(MatmulThreads, HostParallelForGivesSameResult) {
   const QuantizedTensor q = MakeWeight(c, 100, c.k, 1);
   const PackedWeight pw = Pack(q);
   const DenseTensor x(Randn(3 * c.k, 2), DType::kF32, {3, c.k});
+  const AlwaysSplitRows split;
   Context serial(1);
   const std::vector<float> want = RunMatmul(pw, x, 3, DType::kF32, nullptr, &serial);
   Context host(1);
@@ -440,6 +449,46 @@ TEST(MatmulThreads, HostParallelForGivesSameResult) {
       4);
   EXPECT_TRUE(SameBits(RunMatmul(pw, x, 3, DType::kF32, nullptr, &host), want));
   EXPECT_GE(calls, 1);
+}
+
+// Matmuls below SerialMatmulMacs() run on the calling thread without calling the context's
+// parallel-for (no pool wake-up); larger ones split into row tasks. Same bits either way.
+TEST(MatmulThreads, TinyMatmulsSkipParallelForLargeOnesUseIt) {
+  ASSERT_EQ(SerialMatmulMacs(), kDefaultSerialMatmulMacs);
+  struct Shape3 {
+    int64_t m, n, k;
+    bool parallel;
+  };
+  const Shape3 shapes[] = {
+      {1, 64, 64, false},     // 4096 multiply-adds: the 64x64 decode-sized GEMV
+      {4, 256, 128, false},   // 131072
+      {1, 512, 256, false},   // 131072
+      {1, 1024, 512, true},   // 524288
+      {8, 256, 256, true},    // 524288
+      {1, 4096, 256, true},   // 1048576
+  };
+  for (const Format format : {Format::kNF4, Format::kInt8, Format::kFP8E4M3}) {
+    for (const Shape3& sh : shapes) {
+      const std::vector<float> wf = Randn(sh.n * sh.k, 21);
+      const PackedWeight pw = Pack(Quantize(format, {wf.data(), DType::kF32, {sh.n, sh.k}}));
+      const DenseTensor x(Randn(sh.m * sh.k, 22), DType::kF32, {sh.m, sh.k});
+      Context serial(1);
+      const std::vector<float> want = RunMatmul(pw, x, sh.m, DType::kF32, nullptr, &serial);
+      Context host(1);
+      int calls = 0;
+      host.SetParallelFor(
+          [&](int64_t tasks, const Context::RangeFn& body) {
+            ++calls;
+            for (int64_t t = 0; t < tasks; ++t) body(t, t + 1);
+          },
+          4);
+      const std::string what = std::string(FormatName(format)) + " M=" +
+                               std::to_string(sh.m) + " N=" + std::to_string(sh.n) +
+                               " K=" + std::to_string(sh.k);
+      EXPECT_TRUE(SameBits(RunMatmul(pw, x, sh.m, DType::kF32, nullptr, &host), want)) << what;
+      EXPECT_EQ(calls > 0, sh.parallel) << what << ": parallel-for called " << calls << " times";
+    }
+  }
 }
 
 TEST(MatmulPack, UnpackRestoresCanonicalBytesExactly) {

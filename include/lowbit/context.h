@@ -59,7 +59,11 @@ class Context {
   // Runs body over [0, num_tasks) in parallel, each task exactly once, in contiguous ranges;
   // returns when every task ran. If body throws, tasks not yet started are skipped and the
   // first exception is rethrown here once no body call is running any more. num_tasks == 0 is a
-  // no-op; num_tasks < 0 or an empty body throws Error(kInvalidArgument).
+  // no-op; num_tasks < 0 or an empty body throws Error(kInvalidArgument). A single task or one
+  // thread (built-in pool, or a host installed with host_num_threads == 1) runs
+  // body(0, num_tasks) on the calling thread without waking any pool: the host's parallel-for is
+  // not called then.
+  // Callers (the CPU backend) also skip ParallelFor entirely for work too small to share.
   void ParallelFor(int64_t num_tasks, const RangeFn& body);
 
  private:

@@ -142,6 +142,8 @@ struct TensorView {
 // Throws Error(kInvalidArgument) naming `what` if the view is null, has a non-positive dim, or
 // (when `float_only`) is not f32/f16/bf16. Returns the element count.
 int64_t ValidateView(const ConstTensorView& view, const char* what, bool float_only = true);
+// Same for a writable view (no conversion to ConstTensorView, which would copy the shape).
+int64_t ValidateView(const TensorView& view, const char* what, bool float_only = true);
 
 // Converts n elements of an f32/f16/bf16 buffer to float32 (exact) and back (RNE).
 void ToF32(const void* src, DType src_dtype, int64_t n, float* dst);

@@ -4,6 +4,16 @@
 
 #include <stdexcept>
 #include <string>
+#include <type_traits>
+
+// Branch hints for the validation helpers below (no-ops on compilers without them).
+#if defined(__GNUC__) || defined(__clang__)
+#define LOWBIT_PREDICT_FALSE(x) (__builtin_expect(!!(x), 0))
+#define LOWBIT_COLD_NOINLINE __attribute__((cold, noinline))
+#else
+#define LOWBIT_PREDICT_FALSE(x) (x)
+#define LOWBIT_COLD_NOINLINE
+#endif
 
 namespace lowbit {
 
@@ -39,9 +49,38 @@ class Error : public std::runtime_error {
   std::string message_;
 };
 
+// Throws Error(status, message). Out of line and marked cold so that the checks below compile to
+// a predicted-not-taken branch and the message is never built on the success path.
+[[noreturn]] void ThrowError(Status status, const char* message);
+[[noreturn]] void ThrowError(Status status, const std::string& message);
+
+namespace internal {
+// Builds the message (make_message()) and throws; cold and never inlined into the caller.
+template <class MakeMessage>
+[[noreturn]] LOWBIT_COLD_NOINLINE void ThrowWithMessage(Status status,
+                                                       const MakeMessage& make_message) {
+  ThrowError(status, make_message());
+}
+}  // namespace internal
+
 // Throws Error(status, message) when `condition` is false. Use for caller-caused failures only.
+// Three spellings, by cost on the success path:
+//   Require(ok, status, "literal")                       no allocation, nothing built
+//   Require(ok, status, [&] { return "x " + ...; })      the lambda runs only on failure
+//   Require(ok, status, std::string)                     the string is built by the caller on
+//                                                        every call: keep it off hot paths
+// Hot paths (everything reached from Matmul / Gemv / Gemm and the C ABI matmul entries) use the
+// first two, so a successful call allocates nothing for validation.
+inline void Require(bool condition, Status status, const char* message) {
+  if (LOWBIT_PREDICT_FALSE(!condition)) ThrowError(status, message);
+}
+template <class MakeMessage,
+          class = std::enable_if_t<std::is_invocable_v<const MakeMessage&>>>
+inline void Require(bool condition, Status status, const MakeMessage& make_message) {
+  if (LOWBIT_PREDICT_FALSE(!condition)) internal::ThrowWithMessage(status, make_message);
+}
 inline void Require(bool condition, Status status, const std::string& message) {
-  if (!condition) throw Error(status, message);
+  if (LOWBIT_PREDICT_FALSE(!condition)) ThrowError(status, message);
 }
 
 // Called when an internal invariant breaks (a lowbit bug, never bad input): throws

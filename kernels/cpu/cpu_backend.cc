@@ -255,14 +255,25 @@ const float* StageActivations(const CpuPacked& w, const MatmulArgs& a, std::vect
 }
 
 // Runs rows(begin_row, end_row) over the w.rows output columns on ctx, in tasks of a few rows
-// for GEMV (m == 1) and more for GEMM.
+// for GEMV (m == 1) and more for GEMM. Below SerialMatmulMacs() multiply-adds (backend.h) the
+// whole range runs on the calling thread without touching ctx: same bits, since a task boundary
+// never changes how a row is computed.
 template <class RowFn>
 void ForEachRowTask(const CpuPacked& w, int64_t m, Context& ctx, const RowFn& rows) {
   const int64_t n = w.rows;
-  const int64_t rows_per_task = (m == 1) ? kGemvRowsPerTask : kGemmRowsPerTask;
-  ctx.ParallelFor((n + rows_per_task - 1) / rows_per_task, [&](int64_t begin, int64_t end) {
-    rows(begin * rows_per_task, std::min(n, end * rows_per_task));
-  });
+  if (n * w.k_pad < SerialMatmulMacs() / m) {  // m * n * k < threshold, without overflow
+    rows(int64_t{0}, n);
+    return;
+  }
+  // The lambda captures one pointer, so the RangeFn stores it inline (no allocation per call).
+  const struct {
+    const RowFn* rows;
+    int64_t n, rows_per_task;
+  } task{&rows, n, (m == 1) ? kGemvRowsPerTask : kGemmRowsPerTask};
+  ctx.ParallelFor((n + task.rows_per_task - 1) / task.rows_per_task,
+                  [t = &task](int64_t begin, int64_t end) {
+                    (*t->rows)(begin * t->rows_per_task, std::min(t->n, end * t->rows_per_task));
+                  });
 }
 
 // Int8-activation path (int8 / int4 weights, always packed: their groups are multiples of

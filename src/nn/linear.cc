@@ -2,15 +2,19 @@
 // LLM.int8 outlier decomposition of Linear8bit.
 #include "lowbit/nn/linear.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <random>
 
 #include "lowbit/quantize.h"
+#include "scratch.h"
 
 namespace lowbit::nn {
 
 namespace {
+
+using internal::ThreadScratch;
 
 std::string Kib(int64_t bytes) {
   char buf[32];
@@ -21,9 +25,10 @@ std::string Kib(int64_t bytes) {
 // Number of rows M of an activation whose last dim must be `k`; throws naming `what`.
 int64_t RowsOf(const ConstTensorView& v, int64_t k, const char* what) {
   const int64_t n = ValidateView(v, what);
-  Require(v.shape.back() == k, Status::kInvalidArgument,
-          std::string(what) + " " + ShapeToString(v.shape) + ": last dim must be " +
-              std::to_string(k));
+  Require(v.shape.back() == k, Status::kInvalidArgument, [&] {
+    return std::string(what) + " " + ShapeToString(v.shape) + ": last dim must be " +
+           std::to_string(k);
+  });
   return n / k;
 }
 
@@ -175,65 +180,89 @@ void Linear8bit::ForwardInt8(const ConstTensorView& x, const TensorView& y, Cont
   const int64_t k = in_features_, n = out_features_;
   const int64_t m = RowsOf(x, k, "Linear8bit x");
   Require(ValidateView(y, "Linear8bit y") == m * n && y.shape.back() == n,
-          Status::kInvalidArgument,
-          "Linear8bit: y " + ShapeToString(y.shape) + " must hold [" + std::to_string(m) + ", " +
-              std::to_string(n) + "]");
+          Status::kInvalidArgument, [&] {
+            return "Linear8bit: y " + ShapeToString(y.shape) + " must hold [" +
+                   std::to_string(m) + ", " + std::to_string(n) + "]";
+          });
   MatmulOptions int8;
   int8.int8_activations = true;
   const float* bias = has_bias() ? bias_.data() : nullptr;
-  std::vector<float> xf(static_cast<size_t>(m * k));
-  ToF32(x.data, x.dtype, m * k, xf.data());
+  if (options_.threshold == 0.0f) {  // plain int8 x int8: no outlier scan, no staging
+    Matmul(packed(), x, y, int8, bias, ctx);
+    return;
+  }
+  // Per-thread workspaces (this forward is const and may run on several threads at once).
+  ThreadScratch<float, struct Int8XTag> x_scratch;
+  float* xf = x_scratch.Resize(static_cast<size_t>(m * k));
+  ToF32(x.data, x.dtype, m * k, xf);
   // Outlier columns: any |x| >= threshold (bnb int8_vectorwise_quant; NaN never qualifies).
-  std::vector<int64_t> cols;
-  if (options_.threshold > 0.0f) {
-    std::vector<char> is_outlier(static_cast<size_t>(k), 0);
+  ThreadScratch<int64_t, struct Int8ColsTag> cols_scratch;
+  int64_t* cols = cols_scratch.Resize(static_cast<size_t>(k));
+  size_t num_cols = 0;
+  {
+    ThreadScratch<char, struct Int8OutlierTag> outlier_scratch;
+    char* is_outlier = outlier_scratch.Resize(static_cast<size_t>(k));
+    std::fill(is_outlier, is_outlier + k, 0);
     for (int64_t i = 0; i < m * k; ++i) {
-      if (std::fabs(xf[static_cast<size_t>(i)]) >= options_.threshold) is_outlier[i % k] = 1;
+      if (std::fabs(xf[i]) >= options_.threshold) is_outlier[i % k] = 1;
     }
     for (int64_t c = 0; c < k; ++c) {
-      if (is_outlier[static_cast<size_t>(c)]) cols.push_back(c);
+      if (is_outlier[c]) cols[num_cols++] = c;
     }
   }
-  if (cols.empty()) {  // plain int8 x int8 (threshold 0, or no outliers in this batch)
+  if (num_cols == 0) {  // plain int8 x int8 (no outliers in this batch)
     Matmul(packed(), x, y, int8, bias, ctx);
     return;
   }
   // Inlier part: the outlier columns zeroed, the int8-activation matmul (row absmax over the
   // remaining columns, exact int32 dots, scaled by row_stats * SCB / 127²).
-  std::vector<float> outlier_x(static_cast<size_t>(m) * cols.size());
+  ThreadScratch<float, struct Int8OutlierXTag> outlier_scratch;
+  float* outlier_x = outlier_scratch.Resize(static_cast<size_t>(m) * num_cols);
   for (int64_t i = 0; i < m; ++i) {
-    for (size_t c = 0; c < cols.size(); ++c) {
-      float& v = xf[static_cast<size_t>(i * k + cols[c])];
-      outlier_x[static_cast<size_t>(i) * cols.size() + c] = v;
+    for (size_t c = 0; c < num_cols; ++c) {
+      float& v = xf[i * k + cols[c]];
+      outlier_x[static_cast<size_t>(i) * num_cols + c] = v;
       v = 0.0f;
     }
   }
-  std::vector<float> out(static_cast<size_t>(m * n));
-  Matmul(packed(), ConstTensorView{xf.data(), DType::kF32, {m, k}},
-         TensorView{out.data(), DType::kF32, {m, n}}, int8, bias, ctx);
+  ThreadScratch<float, struct Int8OutTag> out_scratch;
+  float* out = out_scratch.Resize(static_cast<size_t>(m * n));
+  ThreadScratch<ConstTensorView, struct Int8XViewTag> xv_scratch;
+  ThreadScratch<TensorView, struct Int8YViewTag> yv_scratch;
+  ConstTensorView& xv = *xv_scratch.Resize(1);
+  xv.data = xf;
+  xv.dtype = DType::kF32;
+  xv.shape.assign({m, k});
+  TensorView& yv = *yv_scratch.Resize(1);
+  yv.data = out;
+  yv.dtype = DType::kF32;
+  yv.shape.assign({m, n});
+  Matmul(packed(), xv, yv, int8, bias, ctx);
   // Outlier part: out += X[:, cols] · (CB[:, cols] * SCB / 127)ᵀ in float; bnb rounds the
   // dequantized columns to A.dtype, so a 16-bit x gets 16-bit weight columns.
   const int8_t* cb = reinterpret_cast<const int8_t*>(weight_.data.data());
   const std::vector<float>& scb = weight_.state.scales;
   const bool per_row = weight_.state.granularity == Granularity::kRow;
   const bool round_cols = x.dtype == DType::kF16 || x.dtype == DType::kBF16;
-  std::vector<float> wcol(static_cast<size_t>(n));
-  std::vector<uint16_t> tmp(round_cols ? static_cast<size_t>(n) : 0);
-  for (size_t c = 0; c < cols.size(); ++c) {
+  ThreadScratch<float, struct Int8WColTag> wcol_scratch;
+  float* wcol = wcol_scratch.Resize(static_cast<size_t>(n));
+  ThreadScratch<uint16_t, struct Int8RoundTag> tmp_scratch;
+  uint16_t* tmp = round_cols ? tmp_scratch.Resize(static_cast<size_t>(n)) : nullptr;
+  for (size_t c = 0; c < num_cols; ++c) {
     for (int64_t j = 0; j < n; ++j) {
       wcol[j] = static_cast<float>(cb[j * k + cols[c]]) * scb[per_row ? j : 0] *
                 LOWBIT_INT8_INV_QMAX;
     }
     if (round_cols) {
-      FromF32(wcol.data(), n, tmp.data(), x.dtype);
-      ToF32(tmp.data(), x.dtype, n, wcol.data());
+      FromF32(wcol, n, tmp, x.dtype);
+      ToF32(tmp, x.dtype, n, wcol);
     }
     for (int64_t i = 0; i < m; ++i) {
-      const float xv = outlier_x[static_cast<size_t>(i) * cols.size() + c];
+      const float xv = outlier_x[static_cast<size_t>(i) * num_cols + c];
       for (int64_t j = 0; j < n; ++j) out[i * n + j] += xv * wcol[j];
     }
   }
-  FromF32(out.data(), m * n, y.data, y.dtype);
+  FromF32(out, m * n, y.data, y.dtype);
 }
 
 std::string Linear8bit::Describe() const {
@@ -320,17 +349,33 @@ void Linear4bit::Forward(const ConstTensorView& x, const TensorView& y, Context*
   // bnb: x.to(compute_dtype), product in compute_dtype, cast back to y's dtype.
   const int64_t m = RowsOf(x, in_features_, "Linear4bit x");
   const int64_t nx = m * in_features_, ny = m * out_features_;
-  std::vector<float> tmp(static_cast<size_t>(std::max(nx, ny)));
-  std::vector<uint16_t> xc(static_cast<size_t>(nx)), yc(static_cast<size_t>(ny));
-  ToF32(x.data, x.dtype, nx, tmp.data());
-  FromF32(tmp.data(), nx, xc.data(), cd);
-  Require(ValidateView(y, "Linear4bit y") == ny, Status::kInvalidArgument,
-          "Linear4bit: y " + ShapeToString(y.shape) + " must hold " + std::to_string(ny) +
-              " elements");
-  Matmul(packed(), ConstTensorView{xc.data(), cd, x.shape}, TensorView{yc.data(), cd, y.shape},
-         has_bias() ? bias_.data() : nullptr, ctx);
-  ToF32(yc.data(), cd, ny, tmp.data());
-  FromF32(tmp.data(), ny, y.data, y.dtype);
+  // Per-thread workspaces and views (this forward is const and may run on several threads at
+  // once); the views' Shape vectors keep their capacity, so a warm call allocates nothing.
+  ThreadScratch<float, struct Linear4bitTmpTag> tmp_scratch;
+  ThreadScratch<uint16_t, struct Linear4bitXTag> xc_scratch;
+  ThreadScratch<uint16_t, struct Linear4bitYTag> yc_scratch;
+  ThreadScratch<ConstTensorView, struct Linear4bitXViewTag> xv_scratch;
+  ThreadScratch<TensorView, struct Linear4bitYViewTag> yv_scratch;
+  float* tmp = tmp_scratch.Resize(static_cast<size_t>(std::max(nx, ny)));
+  uint16_t* xc = xc_scratch.Resize(static_cast<size_t>(nx));
+  uint16_t* yc = yc_scratch.Resize(static_cast<size_t>(ny));
+  ToF32(x.data, x.dtype, nx, tmp);
+  FromF32(tmp, nx, xc, cd);
+  Require(ValidateView(y, "Linear4bit y") == ny, Status::kInvalidArgument, [&] {
+    return "Linear4bit: y " + ShapeToString(y.shape) + " must hold " + std::to_string(ny) +
+           " elements";
+  });
+  ConstTensorView& xv = *xv_scratch.Resize(1);
+  xv.data = xc;
+  xv.dtype = cd;
+  xv.shape.assign(x.shape.begin(), x.shape.end());
+  TensorView& yv = *yv_scratch.Resize(1);
+  yv.data = yc;
+  yv.dtype = cd;
+  yv.shape.assign(y.shape.begin(), y.shape.end());
+  Matmul(packed(), xv, yv, has_bias() ? bias_.data() : nullptr, ctx);
+  ToF32(yc, cd, ny, tmp);
+  FromF32(tmp, ny, y.data, y.dtype);
 }
 
 std::string Linear4bit::Describe() const {

@@ -6,6 +6,8 @@
 #include <cmath>
 #include <cstdio>
 
+#include "scratch.h"
+
 namespace lowbit::nn {
 
 namespace {
@@ -13,6 +15,7 @@ namespace {
 using RowMajorF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 using MapF = Eigen::Map<RowMajorF>;
 using ConstMapF = Eigen::Map<const RowMajorF>;
+using internal::ThreadScratch;
 
 }  // namespace
 
@@ -60,10 +63,9 @@ void LoRALinear::Forward(const float* x, int64_t m, float* y, bool training) {
   Require(x != nullptr && y != nullptr, Status::kInvalidArgument,
           "LoRALinear::Forward: x and y must be non-null");
   Require(m > 0, Status::kInvalidArgument,
-          "LoRALinear::Forward: m must be positive, got " + std::to_string(m));
+          [&] { return "LoRALinear::Forward: m must be positive, got " + std::to_string(m); });
   const int64_t k = in_features_;
   const float* xin = x;
-  std::vector<float> dropped;
   if (training) {
     mask_.clear();
     if (dropout_ > 0.0f) {
@@ -84,14 +86,25 @@ void LoRALinear::Forward(const float* x, int64_t m, float* y, bool training) {
   ConstMapF xd(xin, m, k);
   ConstMapF a(a_.data(), r_, k);
   ConstMapF b(b_.data(), out_features_, r_);
-  RowMajorF h = xd * a.transpose();  // [m, r]
-  MapF(y, m, out_features_).noalias() += scaling() * (h * b.transpose());
+  // H = Xd · Aᵀ [m, r]: into the training cache, or a per-thread workspace for inference (no
+  // allocation once warm).
+  ThreadScratch<float, struct LoRAHTag> h_scratch;
+  float* h_data;
   if (training) {
-    h_.assign(h.data(), h.data() + m * r_);
-    cached_m_ = m;
+    h_.resize(static_cast<size_t>(m * r_));
+    h_data = h_.data();
   } else {
-    cached_m_ = 0;  // a Backward must follow a training Forward
+    h_data = h_scratch.Resize(static_cast<size_t>(m * r_));
   }
+  MapF h(h_data, m, r_);
+  h.noalias() = xd * a.transpose();
+  // ΔY = H · Bᵀ into a workspace, then y += scaling · ΔY (Eigen's scaled-product form
+  // `y += s * (H * Bᵀ)` copies an operand to the heap on its GEMV path).
+  ThreadScratch<float, struct LoRADeltaTag> delta_scratch;
+  MapF delta(delta_scratch.Resize(static_cast<size_t>(m * out_features_)), m, out_features_);
+  delta.noalias() = h * b.transpose();
+  MapF(y, m, out_features_) += scaling() * delta;
+  cached_m_ = training ? m : 0;  // a Backward must follow a training Forward
 }
 
 void LoRALinear::Backward(const float* grad_y, int64_t m, float* grad_x) {
@@ -196,26 +209,43 @@ LoRALinear* LoRAQuantLinear::Active() {
 void LoRAQuantLinear::Forward(const ConstTensorView& x, const TensorView& y, Context* ctx) {
   const int64_t k = in_features(), n = out_features();
   const int64_t nx = ValidateView(x, "LoRA Forward x");
-  Require(x.shape.back() == k, Status::kInvalidArgument,
-          "LoRA Forward: x " + ShapeToString(x.shape) + " last dim must be " + std::to_string(k));
+  Require(x.shape.back() == k, Status::kInvalidArgument, [&] {
+    return "LoRA Forward: x " + ShapeToString(x.shape) + " last dim must be " +
+           std::to_string(k);
+  });
   const int64_t m = nx / k;
   Require(ValidateView(y, "LoRA Forward y") == m * n && y.shape.back() == n,
-          Status::kInvalidArgument,
-          "LoRA Forward: y " + ShapeToString(y.shape) + " must hold [" + std::to_string(m) +
-              ", " + std::to_string(n) + "]");
-  std::vector<float> xf(static_cast<size_t>(nx)), yf(static_cast<size_t>(m * n));
-  ToF32(x.data, x.dtype, nx, xf.data());
-  const ConstTensorView xv{xf.data(), DType::kF32, {m, k}};
-  const TensorView yv{yf.data(), DType::kF32, {m, n}};
+          Status::kInvalidArgument, [&] {
+            return "LoRA Forward: y " + ShapeToString(y.shape) + " must hold [" +
+                   std::to_string(m) + ", " + std::to_string(n) + "]";
+          });
+  // Per-thread f32 staging and views, shared by all layers on this thread (not per layer: a
+  // model's worth of per-layer [M, in] + [M, out] buffers would be large). Their Shape vectors
+  // keep their capacity, so a warm forward allocates nothing.
+  ThreadScratch<float, struct LoRAXTag> x_scratch;
+  ThreadScratch<float, struct LoRAYTag> y_scratch;
+  ThreadScratch<ConstTensorView, struct LoRAXViewTag> xv_scratch;
+  ThreadScratch<TensorView, struct LoRAYViewTag> yv_scratch;
+  float* xf = x_scratch.Resize(static_cast<size_t>(nx));
+  float* yf = y_scratch.Resize(static_cast<size_t>(m * n));
+  ToF32(x.data, x.dtype, nx, xf);
+  ConstTensorView& xv = *xv_scratch.Resize(1);
+  xv.data = xf;
+  xv.dtype = DType::kF32;
+  xv.shape.assign({m, k});
+  TensorView& yv = *yv_scratch.Resize(1);
+  yv.data = yf;
+  yv.dtype = DType::kF32;
+  yv.shape.assign({m, n});
   if (merged_ && merge_mode_ == MergeMode::kDense) {
     Matmul(*merged_dense_, xv, yv, base_->has_bias() ? base_->bias().data() : nullptr, ctx);
   } else {
     base_->Forward(xv, yv, ctx);
   }
   LoRALinear* active = merged_ ? nullptr : Active();
-  if (active != nullptr) active->Forward(xf.data(), m, yf.data(), training_);
+  if (active != nullptr) active->Forward(xf, m, yf, training_);
   cached_m_ = (training_ && active != nullptr) ? m : 0;
-  FromF32(yf.data(), m * n, y.data, y.dtype);
+  FromF32(yf, m * n, y.data, y.dtype);
 }
 
 void LoRAQuantLinear::Backward(const float* grad_y, int64_t m, float* grad_x) {

@@ -7,6 +7,9 @@
 //
 // Thread safety: Forward and the const accessors may run concurrently on one layer (each call
 // with its own Context); anything that changes weights (SetWeight, QuantizeWeights) may not.
+// Memory: Forward allocates nothing once warm. Its staging buffers (f16/bf16 compute dtype,
+// LLM.int8 outlier columns) are per-thread workspaces shared by all layers, grown to the largest
+// call on that thread (buffers above 16 MiB are not kept), so concurrent forwards never share one.
 // Every entry validates its arguments and throws lowbit::Error naming the bad value.
 #ifndef LOWBIT_NN_LINEAR_H_
 #define LOWBIT_NN_LINEAR_H_

@@ -4,7 +4,9 @@
 // Training math is float32 (Eigen), row-major: x [M, in], y [M, out], A [r, in], B [out, r].
 //   y = base(x) + scaling · (dropout(x) · Aᵀ) · Bᵀ,  scaling = alpha / r.
 // Thread safety: a layer is used by one thread at a time (Forward caches activations for
-// Backward). Every entry validates its arguments and throws lowbit::Error naming the bad value.
+// Backward). Forward allocates nothing once warm: the f32 staging buffers are per-thread
+// workspaces shared by all layers (not per layer), the training caches are members reused across
+// calls. Every entry validates its arguments and throws lowbit::Error naming the bad value.
 #ifndef LOWBIT_NN_LORA_H_
 #define LOWBIT_NN_LORA_H_
 
