@@ -9,11 +9,15 @@
 // scripts parse (bench/summarize.py, docs/performance.md):
 //   BM_MemRead/<MiB>/threads:<t>
 //   BM_Gemv/<format>/<act>/<NxK|stream>/threads:<t>
+//   BM_GemvCApi/<format>/f32/<NxK>/threads:<t>
 //   BM_Gemm/<format>/<act>/M<m>/<N>x<K>/threads:<t>
 //   BM_Quantize/<format>, BM_Dequantize/<format>
 // <act> is the activation dtype (f32; bf16 for the 4-bit formats) or `int8`: float32 input
 // with MatmulOptions::int8_activations (rows quantized to int8, integer dot products; int4 and
 // int8 weights only).
+// The 64x64 GEMV (f32 activations, 1 thread) measures per-call overhead rather than bandwidth;
+// BM_GemvCApi makes the same call through the C ABI (liblowbit_c: lowbit_quantize, lowbit_pack,
+// lowbit_gemv; f32_eigen there is the C ABI's f32 format, whose matmul is lowbit's Eigen path).
 // Every benchmark times wall clock (the work runs on a pool); Google Benchmark would append
 // "/real_time" to such names, and the reporters below drop it so names are exactly the patterns
 // above. With --benchmark_repetitions, the aggregate suffixes "_mean", "_median", "_stddev", "_cv"
@@ -40,6 +44,7 @@
 #include "hwy/aligned_allocator.h"
 #include "hwy/targets.h"
 #include "lowbit/context.h"
+#include "lowbit/lowbit_c.h"
 #include "lowbit/ops.h"
 #include "lowbit/quantize.h"
 
@@ -103,6 +108,8 @@ const MatrixShape kGemvShapes[] = {
     {4096, 4096, "stream", true},
 };
 const MatrixShape kGemmShape = {4096, 4096, "4096x4096", false};
+// Decode-sized GEMV whose time is mostly per-call overhead (f32 activations, 1 thread only).
+const MatrixShape kTinyGemvShape = {64, 64, "64x64", false};
 
 // L3 cache size in bytes as the kernel's cache topology reports it for cpu0 (what lscpu
 // prints; on chiplet CPUs the slice one core can use, not the sum over the package), then
@@ -318,6 +325,46 @@ void BM_Gemv(benchmark::State& state, FormatCase f, MatrixShape s, ActCase act, 
   if (f.eigen) state.SetLabel(std::string("eigen ") + EigenIsa());
 }
 
+// BM_Gemv's call through the C ABI: f32 activations, weights quantized and packed by
+// liblowbit_c, one lowbit_gemv per iteration on a context of `threads`.
+void BM_GemvCApi(benchmark::State& state, FormatCase f, MatrixShape s, int threads) {
+  const lowbit_format format = static_cast<lowbit_format>(static_cast<int>(f.format));
+  const std::vector<float>& w = RandomValues(s.n * s.k);
+  const std::vector<float>& x = RandomValues(s.k);
+  std::vector<float> y(static_cast<size_t>(s.n));
+  const int64_t shape[2] = {s.n, s.k};
+  lowbit_context_t* ctx = nullptr;
+  lowbit_tensor_t* tensor = nullptr;
+  lowbit_packed_t* packed = nullptr;
+  lowbit_tensor_info info;
+  const auto release = [&] {
+    lowbit_packed_destroy(packed);
+    lowbit_tensor_destroy(tensor);
+    lowbit_context_destroy(ctx);
+  };
+  if (lowbit_context_create(threads, &ctx) != LOWBIT_OK ||
+      lowbit_quantize(format, w.data(), LOWBIT_DTYPE_F32, shape, 2, nullptr, &tensor) !=
+          LOWBIT_OK ||
+      lowbit_tensor_get_info(tensor, &info) != LOWBIT_OK ||
+      lowbit_pack(tensor, nullptr, &packed) != LOWBIT_OK ||
+      lowbit_gemv(packed, x.data(), LOWBIT_DTYPE_F32, s.k, y.data(), LOWBIT_DTYPE_F32, s.n,
+                  nullptr, ctx) != LOWBIT_OK) {
+    state.SkipWithError(lowbit_last_error());
+    release();
+    return;
+  }
+  for (auto _ : state) {
+    const lowbit_status status = lowbit_gemv(packed, x.data(), LOWBIT_DTYPE_F32, s.k, y.data(),
+                                             LOWBIT_DTYPE_F32, s.n, nullptr, ctx);
+    benchmark::DoNotOptimize(status);
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(state.iterations() * info.total_bytes);
+  state.SetLabel("c abi");
+  release();
+}
+
 void BM_Gemm(benchmark::State& state, FormatCase f, MatrixShape s, ActCase act, int64_t m,
              int threads) {
   WeightSet* set = nullptr;
@@ -391,6 +438,19 @@ void RegisterAll() {
         }
       }
     }
+  }
+  // Per-call overhead: the tiny GEMV, 1 thread, through the C++ API and the C ABI.
+  for (const FormatCase& f : kFormats) {
+    const std::string suffix = std::string(f.name) + "/f32/" + kTinyGemvShape.label +
+                               ThreadsSuffix(1);
+    benchmark::RegisterBenchmark(("BM_Gemv/" + suffix).c_str(), BM_Gemv, f, kTinyGemvShape,
+                                 kActs[0], 1)
+        ->UseRealTime()
+        ->Unit(benchmark::kNanosecond);
+    benchmark::RegisterBenchmark(("BM_GemvCApi/" + suffix).c_str(), BM_GemvCApi, f,
+                                 kTinyGemvShape, 1)
+        ->UseRealTime()
+        ->Unit(benchmark::kNanosecond);
   }
   for (const FormatCase& f : kFormats) {
     for (const ActCase& act : kActs) {

@@ -11,8 +11,11 @@ Per benchmark it uses the median aggregate when the run had repetitions, else th
 the iterations it finds. Columns:
   GB/s or GFLOP/s   bytes_per_second (weight + scale bytes for GEMV, float32 bytes for
                     quantize/dequantize, DRAM bytes for MemRead) or the FLOP/s counter (GEMM)
-  vs f32_eigen      speed-up in time over f32_eigen with the same shape, M and threads
-  of MemRead        GB/s as a fraction of BM_MemRead with the same thread count (GEMV only)
+  time              per call (ms, or us below 0.1 ms)
+  vs f32_eigen      speed-up in time over f32_eigen with the same op, shape, M and threads
+                    (GemvCApi rows: over GemvCApi f32_eigen, the C ABI's f32 format)
+  of MemRead        GB/s as a fraction of BM_MemRead with the same thread count (GEMV only;
+                    not for the cache-resident 64x64 per-call-overhead GEMV)
   cpu/wall          main-thread CPU time / wall time: 1.00 when the benchmark had its cores to
                     itself; lower values mean other processes took the CPU (shared machines)
 
@@ -37,6 +40,8 @@ NAME_RE = {
     "MemRead": re.compile(r"^BM_MemRead/(?P<mib>\d+)/threads:(?P<t>\d+)$"),
     "Gemv": re.compile(r"^BM_Gemv/(?P<fmt>[^/]+)/(?P<act>[^/]+)/(?P<shape>[^/]+)"
                        r"/threads:(?P<t>\d+)$"),
+    "GemvCApi": re.compile(r"^BM_GemvCApi/(?P<fmt>[^/]+)/(?P<act>[^/]+)/(?P<shape>[^/]+)"
+                           r"/threads:(?P<t>\d+)$"),
     "Gemm": re.compile(r"^BM_Gemm/(?P<fmt>[^/]+)/(?P<act>[^/]+)/M(?P<m>\d+)/(?P<shape>[^/]+)"
                        r"/threads:(?P<t>\d+)$"),
     "Quantize": re.compile(r"^BM_Quantize/(?P<fmt>[^/]+)$"),
@@ -122,14 +127,14 @@ def table(results, time_mode="wall"):
     memread = {f["t"]: row["bps"] for kind, f, row in parsed if kind == "MemRead"}
     eigen = {}
     for kind, f, row in parsed:
-        if kind in ("Gemv", "Gemm") and f["fmt"] == "f32_eigen":
+        if kind in ("Gemv", "GemvCApi", "Gemm") and f["fmt"] == "f32_eigen":
             eigen[(kind, f["shape"], f.get("m"), f["t"])] = row["seconds"]
 
     header = ["op", "format", "act", "shape", "threads", "GB/s or GFLOP/s", "time",
               "vs f32_eigen", "of MemRead", "cpu/wall"]
     lines = []
-    order = {"MemRead": 0, "Gemv": 1, "Gemm": 2, "Quantize": 3, "Dequantize": 4}
-    shape_order = {"stream": 0, "4096x4096": 1, "11008x4096": 2, "4096x11008": 3}
+    order = {"MemRead": 0, "Gemv": 1, "GemvCApi": 2, "Gemm": 3, "Quantize": 4, "Dequantize": 5}
+    shape_order = {"stream": 0, "4096x4096": 1, "11008x4096": 2, "4096x11008": 3, "64x64": 4}
     parsed.sort(key=lambda p: (order[p[0]], shape_order.get(p[1].get("shape"), 9),
                                int(p[1].get("m") or 0), p[1].get("fmt", ""), p[1].get("act", ""),
                                int(p[1].get("t", 1))))
@@ -140,15 +145,18 @@ def table(results, time_mode="wall"):
         speed = (f"{row['flops'] / 1e9:.1f} GFLOP/s" if row["flops"] is not None
                  else f"{row['bps'] / 1e9:.2f} GB/s")
         vs_eigen = of_mem = None
-        if kind in ("Gemv", "Gemm") and f["fmt"] != "f32_eigen":
+        if kind in ("Gemv", "GemvCApi", "Gemm") and f["fmt"] != "f32_eigen":
             ref = eigen.get((kind, f["shape"], f.get("m"), f["t"]))
             if ref:
                 vs_eigen = ref / row["seconds"]
-        if kind in ("Gemv", "MemRead") and memread.get(f.get("t")) and row["bps"]:
+        # The 64x64 GEMV is cache-resident per-call overhead, not a bandwidth figure.
+        if (kind in ("Gemv", "MemRead") and f.get("shape") != "64x64"
+                and memread.get(f.get("t")) and row["bps"]):
             of_mem = row["bps"] / memread[f["t"]]
         ms = row["seconds"] * 1e3
+        time = f"{ms:.3f} ms" if ms >= 0.1 else f"{ms * 1e3:.2f} us"
         lines.append([kind, f.get("fmt", "-"), f.get("act", "-"), shape, f.get("t", "1"), speed,
-                      f"{ms:.3f} ms", fmt_ratio(vs_eigen),
+                      time, fmt_ratio(vs_eigen),
                       "" if of_mem is None else f"{100 * of_mem:.0f}%",
                       "" if row["busy"] is None else f"{row['busy']:.2f}"])
     widths = [max(len(str(r[i])) for r in [header] + lines) for i in range(len(header))]

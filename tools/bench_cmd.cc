@@ -174,11 +174,12 @@ struct Row {
   Result r;
 };
 
-// Splits "BM_Gemv/nf4/f32/4096x4096/threads:1" etc. into columns; unknown names keep the whole
-// name in `op`.
+// Splits "BM_Gemv/nf4/f32/4096x4096/threads:1" (and BM_GemvCApi/...) etc. into columns;
+// unknown names keep the whole name in `op`.
 Row ParseName(const std::string& name, const Result& r) {
   static const std::regex kMemRead(R"(^BM_MemRead/(\d+)/threads:(\d+)$)");
-  static const std::regex kGemv(R"(^BM_Gemv/([^/]+)/([^/]+)/([^/]+)/threads:(\d+)$)");
+  static const std::regex kGemv(
+      R"(^BM_(Gemv|GemvCApi)/([^/]+)/([^/]+)/([^/]+)/threads:(\d+)$)");
   static const std::regex kGemm(R"(^BM_Gemm/([^/]+)/([^/]+)/M(\d+)/([^/]+)/threads:(\d+)$)");
   static const std::regex kCodec(R"(^BM_(Quantize|Dequantize)/([^/]+)$)");
   std::smatch m;
@@ -187,7 +188,7 @@ Row ParseName(const std::string& name, const Result& r) {
   if (std::regex_match(name, m, kMemRead)) {
     row = {"MemRead", "-", "-", m[1].str() + " MiB", m[2].str(), r};
   } else if (std::regex_match(name, m, kGemv)) {
-    row = {"Gemv", m[1], m[2], m[3], m[4], r};
+    row = {m[1], m[2], m[3], m[4], m[5], r};  // GemvCApi: the same GEMV through the C ABI
   } else if (std::regex_match(name, m, kGemm)) {
     row = {"Gemm", m[1], m[2], "M" + m[3].str() + " " + m[4].str(), m[5], r};
   } else if (std::regex_match(name, m, kCodec)) {
