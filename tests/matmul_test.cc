@@ -25,6 +25,7 @@
 #include "format_test_util.h"
 #include "gtest/gtest.h"
 #include "hwy/targets.h"
+#include "kernels/cpu/matmul_amx.h"
 #include "lowbit/context.h"
 #include "lowbit/ops.h"
 #include "lowbit/quantize.h"
@@ -770,6 +771,46 @@ INSTANTIATE_TEST_SUITE_P(AllTargets, Int8ActTargetTest,
                          [](const ::testing::TestParamInfo<int64_t>& info) {
                            return std::string(hwy::TargetName(info.param));
                          });
+
+// AMX (Sapphire Rapids and later): the tile kernel and the AVX-512 VNNI kernel it replaces for
+// M >= 16 give the reference's bits, on shapes with partial tile blocks in M and N, segments
+// that end inside a 64-k tile step (groups of 32, K tails) and several int8 segments.
+TEST(Int8ActAmx, TileKernelAndVnniKernelMatchReference) {
+  if (!cpu::AmxInt8Usable()) GTEST_SKIP() << "no AMX-INT8 on this CPU (or not granted)";
+  hwy::SetSupportedTargetsForTest(HWY_AVX3_DL);
+  Context ctx(2);
+  MatmulOptions o;
+  o.int8_activations = true;
+  struct Case {
+    Format format;
+    int64_t block, k;
+  };
+  const Case cases[] = {{Format::kInt8, 0, 101},   {Format::kInt8, 0, 8300},
+                        {Format::kInt4, 32, 75},   {Format::kInt4, 64, 256},
+                        {Format::kInt4, 128, 200}, {Format::kInt4, 32, 290}};
+  for (const Case& c : cases) {
+    for (const int64_t n : {int64_t{1}, int64_t{37}, int64_t{64}, int64_t{65}}) {
+      const std::vector<float> wv = Randn(n * c.k, 5);
+      QuantizeOptions qo;
+      qo.block_size = c.block;
+      const QuantizedTensor q = Quantize(c.format, {wv.data(), DType::kF32, {n, c.k}}, qo);
+      const PackedWeight pw = Pack(q);
+      for (const int64_t m : {int64_t{16}, int64_t{17}, int64_t{32}, int64_t{47}, int64_t{96}}) {
+        const DenseTensor x(Randn(m * c.k, static_cast<uint32_t>(m)), DType::kF32, {m, c.k});
+        const std::vector<float> want = Int8ActReference(q, x.values(), m);
+        const std::vector<float> amx = RunMatmul(pw, x, m, DType::kF32, nullptr, &ctx, o);
+        cpu::SetAmxDisabledForTest(true);
+        const std::vector<float> vnni = RunMatmul(pw, x, m, DType::kF32, nullptr, &ctx, o);
+        cpu::SetAmxDisabledForTest(false);
+        EXPECT_TRUE(SameBits(amx, want)) << FormatName(c.format) << " g" << c.block << " K=" << c.k
+                                         << " N=" << n << " M=" << m << " (AMX)";
+        EXPECT_TRUE(SameBits(vnni, want)) << FormatName(c.format) << " g" << c.block << " K="
+                                          << c.k << " N=" << n << " M=" << m << " (VNNI)";
+      }
+    }
+  }
+  hwy::SetSupportedTargetsForTest(0);
+}
 
 // The error int8 activations add on Gaussian data, relative to the float path with the same
 // weights (the numbers quoted in docs/kernels.md; printed for the record).

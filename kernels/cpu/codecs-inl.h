@@ -52,15 +52,20 @@ HWY_INLINE VI LoadI8AsI32(const uint8_t* p) {
 // The table must outlive the object.
 class Lut16 {
  public:
-  explicit Lut16(const float* table) : table_(table) {
+  explicit Lut16(const float* table)
+      : table_(table)
 #if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
-    all_ = _mm512_loadu_ps(table);
+        ,
+        all_(_mm512_loadu_ps(table))
 #elif HWY_TARGET == HWY_AVX2
-    lo_ = _mm256_loadu_ps(table);
-    hi_ = _mm256_loadu_ps(table + 8);
+        ,
+        lo_(_mm256_loadu_ps(table)),
+        hi_(_mm256_loadu_ps(table + 8))
 #elif HWY_TARGET == HWY_NEON && HWY_ARCH_ARM_A64
-    bytes_ = vld1q_u8_x4(reinterpret_cast<const uint8_t*>(table));
+        ,
+        bytes_(vld1q_u8_x4(reinterpret_cast<const uint8_t*>(table)))
 #endif
+  {
   }
   HWY_INLINE VF operator()(VI idx) const { return (*this)(hn::BitCast(DU(), idx)); }
   HWY_INLINE VF operator()(VU idx) const {

@@ -9,6 +9,7 @@
 
 #include "backend.h"
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/matmul_amx.h"
 #include "lowbit/quantize.h"
 
 namespace lowbit::cpu {
@@ -289,7 +290,11 @@ void Int8ActGemm(const CpuPacked& w, const MatmulArgs& a, const float* x, float*
   p.m = a.m;
   p.segment = (w.kind == CodeKind::kLut4) ? w.group : std::min(kInt8ActSegment, w.k_pad);
   p.num_segments = (w.k_pad + p.segment - 1) / p.segment;
-  q.resize(static_cast<size_t>(a.m * w.k_pad));
+  const bool amx = a.m >= kAmxMinRows && AmxInt8Usable();
+  // AMX tiles load whole 32-row blocks of q: zero rows past m, and slack past the last row.
+  q.resize(static_cast<size_t>(amx ? AmxActivationRows(a.m) * w.k_pad + kAmxSlackBytes
+                                   : a.m * w.k_pad));
+  if (amx) std::fill(q.begin() + a.m * w.k_pad, q.end(), int8_t{0});
   qsum.resize(static_cast<size_t>(a.m * p.num_segments));
   absmax.resize(static_cast<size_t>(a.m));
   QuantizeActivationsInt8(x, a.m, w.k_pad, p.segment, q.data(), qsum.data(), absmax.data());
@@ -297,6 +302,12 @@ void Int8ActGemm(const CpuPacked& w, const MatmulArgs& a, const float* x, float*
   p.qsum = qsum.data();
   p.absmax = absmax.data();
   p.y = y;
+  if (amx) {  // tasks of whole AMX weight blocks
+    ctx.ParallelFor((w.rows + kAmxBlockRows - 1) / kAmxBlockRows, [&](int64_t begin, int64_t end) {
+      GemmInt8ActAmx(p, begin * kAmxBlockRows, std::min(w.rows, end * kAmxBlockRows));
+    });
+    return;
+  }
   ForEachRowTask(w, a.m, ctx, [&](int64_t begin, int64_t end) { GemmInt8Act(p, begin, end); });
 }
 

@@ -36,7 +36,7 @@ inline constexpr int kLut4GemvRows = (kLanes == 16 || HWY_ARCH_ARM_A64) ? 8 : 4;
 // with shifts and a convert instead of a lookup, on targets where that is cheaper than Lut16
 // (all but AVX-512, whose one vpermps already is).
 struct TableNibbles {  // any 16-entry table
-  const Lut16& lut;
+  Lut16 lut;
   HWY_INLINE VU Prepare(VU dw) const { return dw; }
   template <int J>
   HWY_INLINE VF Nibble(VU dw) const {
@@ -187,8 +187,7 @@ void GemvLut4(const GemmProblem& p, int64_t n_begin, int64_t n_end) {
   } else if (kArithmeticNibbles && offset == 0) {
     GemvLut4With<kMode>(p, UnsignedNibbles(), n_begin, n_end);
   } else {
-    const Lut16 lut(p.w->lut);
-    GemvLut4With<kMode>(p, TableNibbles{lut}, n_begin, n_end);
+    GemvLut4With<kMode>(p, TableNibbles{Lut16(p.w->lut)}, n_begin, n_end);
   }
 }
 
