@@ -168,26 +168,35 @@ struct Lut4Chunk {
   Lut16 lut;
 };
 
+// Raw values v of the kLanes byte codes at `codes` (int8, uint8, FP8 and 256-entry table kinds).
 // kFinite (FP8 kinds only): the payload holds no Inf/NaN code, use the cheaper decode.
+template <CodeKind kKind, bool kFinite = false>
+HWY_INLINE VF DecodeBytes(const CpuPacked& w, const uint8_t* codes) {
+  if constexpr (kKind == CodeKind::kInt8) {
+    return hn::ConvertTo(DF(), LoadI8AsI32(codes));
+  } else if constexpr (kKind == CodeKind::kUInt8) {
+    return hn::ConvertTo(DF(), LoadU8AsI32(codes));
+  } else if constexpr (kKind == CodeKind::kLut8) {
+    return hn::GatherIndex(DF(), w.lut, LoadU8AsI32(codes));
+  } else if constexpr (kKind == CodeKind::kFP8E4M3) {
+    return kFinite ? DecodeE4M3Finite(codes) : DecodeE4M3(LoadU8AsI32(codes));
+  } else {
+    static_assert(kKind == CodeKind::kFP8E5M2, "byte code kinds");
+    return kFinite ? DecodeE5M2Finite(codes) : DecodeE5M2(LoadU8AsI32(codes));
+  }
+}
+
 template <CodeKind kKind, bool kFinite = false>
 struct ByteChunk {
   static constexpr int64_t kBytes = kChunk;
-  explicit ByteChunk(const CpuPacked&) {}
+  explicit ByteChunk(const CpuPacked& w) : w(w) {}
   template <class Fn>
   HWY_INLINE void operator()(const uint8_t* codes, const Fn& fn) const {
     for (size_t p = 0; p < static_cast<size_t>(kChunk); p += kLanes) {
-      if constexpr (kKind == CodeKind::kInt8) {
-        fn(hn::ConvertTo(DF(), LoadI8AsI32(codes + p)), p);
-      } else if constexpr (kKind == CodeKind::kUInt8) {
-        fn(hn::ConvertTo(DF(), LoadU8AsI32(codes + p)), p);
-      } else if constexpr (kKind == CodeKind::kFP8E4M3) {
-        fn(kFinite ? DecodeE4M3Finite(codes + p) : DecodeE4M3(LoadU8AsI32(codes + p)), p);
-      } else {
-        static_assert(kKind == CodeKind::kFP8E5M2, "byte code kinds");
-        fn(kFinite ? DecodeE5M2Finite(codes + p) : DecodeE5M2(LoadU8AsI32(codes + p)), p);
-      }
+      fn(DecodeBytes<kKind, kFinite>(w, codes + p), p);
     }
   }
+  const CpuPacked& w;
 };
 
 }  // namespace lowbit::cpu::HWY_NAMESPACE

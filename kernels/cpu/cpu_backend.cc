@@ -59,8 +59,10 @@ CodeKind KindOf(Format f) {
       return CodeKind::kFP8E4M3;
     case Format::kFP8E5M2:
       return CodeKind::kFP8E5M2;
+    case Format::kBlockwise8:
+      return CodeKind::kLut8;
     default:
-      return CodeKind::kDense;  // f32/f16/bf16 and blockwise8 (256-entry map)
+      return CodeKind::kDense;  // f32/f16/bf16
   }
 }
 
@@ -115,6 +117,9 @@ void PackStatistics(CpuPacked& p) {
                                                   : resolved[stat];
       if (asym) p.zeros[dst] = static_cast<float>(s.zero_points[stat]);
     }
+  }
+  if (p.kind == CodeKind::kLut8) {  // the map stored with the tensor (validated: 256 entries)
+    std::copy(s.codebook.begin(), s.codebook.begin() + 256, p.lut);
   }
   if (p.kind == CodeKind::kLut4) {
     for (int c = 0; c < 16; ++c) {
@@ -348,9 +353,9 @@ void Gemm(const BackendPacked& packed, const MatmulArgs& a, Context& ctx) {
       p.x_lut4 = xlut4.data();
     }
     void (*kernel)(const GemmProblem&, int64_t, int64_t) =
-        (w.kind == CodeKind::kLut4)                                          ? &GemmLut4
-        : (w.kind == CodeKind::kInt8 || w.kind == CodeKind::kUInt8) ? &GemmByte
-                                                                             : &GemmFP8;
+        (w.kind == CodeKind::kLut4) ? &GemmLut4
+        : (w.kind == CodeKind::kFP8E4M3 || w.kind == CodeKind::kFP8E5M2) ? &GemmFP8
+                                                                           : &GemmByte;
     ForEachRowTask(w, a.m, ctx, [&](int64_t begin, int64_t end) { kernel(p, begin, end); });
   }
   if (a.bias != nullptr) {

@@ -28,6 +28,7 @@ enum class CodeKind : uint8_t {
   kFP8E4M3 = 3,  // OCP E4M3 byte; v = decoded value (NaN codes -> NaN)
   kFP8E5M2 = 4,  // OCP E5M2 byte; v = decoded value (Inf/NaN codes -> Inf/NaN)
   kDense = 5,    // no codes: `dense` holds W as float32 [N, K] (fallback formats and shapes)
+  kLut8 = 6,     // one byte per element; v = lut[code] (256 entries: blockwise8's dynamic map)
 };
 
 // The CPU execution layout. Codes of row n start at codes + n * row_bytes; elements K..k_pad-1
@@ -42,7 +43,7 @@ struct CpuPacked : BackendPacked {
   std::vector<uint8_t> codes;  // [N, row_bytes]
   std::vector<float> scales;   // [N, groups_per_row], nested statistics resolved
   std::vector<float> zeros;    // [N, groups_per_row] zero points as float; empty if symmetric
-  float lut[16] = {};          // kLut4: value of each nibble
+  float lut[256] = {};         // kLut4: value of each nibble (16 used); kLut8: of each byte
   // kLut4 with integer values lut[c] == c - lut_offset for every nibble c (int4: 8, int4_asym:
   // 0), so kernels may decode nibbles arithmetically; -1 for codebooks (nf4, fp4).
   int lut_offset = -1;
@@ -97,7 +98,7 @@ inline void PermuteXForLut4Gemv(const float* x, int64_t k_pad, int64_t lanes, fl
 // Rows [n_begin, n_end) of y for every m. Results of a row never depend on the range it is
 // computed in (bit-identical for any partition). Per-ISA entries, defined in matmul_*.cc.
 void GemmLut4(const GemmProblem& p, int64_t n_begin, int64_t n_end);
-void GemmByte(const GemmProblem& p, int64_t n_begin, int64_t n_end);  // kInt8, kUInt8
+void GemmByte(const GemmProblem& p, int64_t n_begin, int64_t n_end);  // kInt8, kUInt8, kLut8
 void GemmFP8(const GemmProblem& p, int64_t n_begin, int64_t n_end);
 
 // ---- int8-activation path (MatmulOptions::int8_activations; matmul_int8act.cc) ----------------

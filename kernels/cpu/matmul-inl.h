@@ -320,23 +320,12 @@ void GemmTileT(const GemmProblem& p, const Raw& raw, int64_t n_begin, int64_t n_
   }
 }
 
-// Raw values of byte codes [k0, k0 + kLanes) of a row (int8, uint8, FP8 kinds) for GemmTileT.
-// kFinite: as for ByteChunk.
+// Raw values of byte codes [k0, k0 + kLanes) of a row (DecodeBytes kinds) for GemmTileT.
 template <CodeKind kKind, bool kFinite = false>
 struct ByteRaw {
   const CpuPacked& w;
   HWY_INLINE VF operator()(int64_t row, int64_t k0) const {
-    const uint8_t* codes = w.codes.data() + row * w.row_bytes + k0;
-    if constexpr (kKind == CodeKind::kInt8) {
-      return hn::ConvertTo(DF(), LoadI8AsI32(codes));
-    } else if constexpr (kKind == CodeKind::kUInt8) {
-      return hn::ConvertTo(DF(), LoadU8AsI32(codes));
-    } else if constexpr (kKind == CodeKind::kFP8E4M3) {
-      return kFinite ? DecodeE4M3Finite(codes) : DecodeE4M3(LoadU8AsI32(codes));
-    } else {
-      static_assert(kKind == CodeKind::kFP8E5M2, "byte code kinds");
-      return kFinite ? DecodeE5M2Finite(codes) : DecodeE5M2(LoadU8AsI32(codes));
-    }
+    return DecodeBytes<kKind, kFinite>(w, w.codes.data() + row * w.row_bytes + k0);
   }
 };
 

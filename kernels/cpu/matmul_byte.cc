@@ -1,4 +1,5 @@
-// Float-path matmul kernels for int8 / int8_asym weights, compiled for every Highway target.
+// Float-path matmul kernels for one-byte integer and table codes (int8, int8_asym, blockwise8),
+// compiled for every Highway target.
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/cpu/matmul_byte.cc"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
@@ -8,21 +9,22 @@
 HWY_BEFORE_NAMESPACE();
 namespace lowbit::cpu::HWY_NAMESPACE {
 
-void GemmByteImpl(const GemmProblem& p, int64_t n_begin, int64_t n_end) {
+template <CodeKind kKind>
+void GemmByteKind(const GemmProblem& p, int64_t n_begin, int64_t n_end) {
 #if LOWBIT_TILE_GEMM
   if (p.m > 1) {  // k-major tiles + outer-product micro-kernel (matmul-inl.h)
-    if (p.w->kind == CodeKind::kInt8) {
-      GemmTileT(p, ByteRaw<CodeKind::kInt8>{*p.w}, n_begin, n_end);
-    } else {
-      GemmTileT(p, ByteRaw<CodeKind::kUInt8>{*p.w}, n_begin, n_end);
-    }
+    GemmTileT(p, ByteRaw<kKind>{*p.w}, n_begin, n_end);
     return;
   }
 #endif
-  if (p.w->kind == CodeKind::kInt8) {
-    GemmRows<ByteChunk<CodeKind::kInt8>>(p, n_begin, n_end);
-  } else {
-    GemmRows<ByteChunk<CodeKind::kUInt8>>(p, n_begin, n_end);
+  GemmRows<ByteChunk<kKind>>(p, n_begin, n_end);
+}
+
+void GemmByteImpl(const GemmProblem& p, int64_t n_begin, int64_t n_end) {
+  switch (p.w->kind) {
+    case CodeKind::kInt8: return GemmByteKind<CodeKind::kInt8>(p, n_begin, n_end);
+    case CodeKind::kUInt8: return GemmByteKind<CodeKind::kUInt8>(p, n_begin, n_end);
+    default: return GemmByteKind<CodeKind::kLut8>(p, n_begin, n_end);
   }
 }
 
