@@ -1,6 +1,8 @@
 // Int8-activation matmul (MatmulOptions::int8_activations) for int8 and int4 weights: activation
 // rows quantized to int8, exact integer dot products per weight segment, a fixed double-precision
-// epilogue. AVX-512 VNNI (vpdpbusd) on AVX3_DL, portable Highway int16 madd everywhere else.
+// epilogue. AVX-512 VNNI (vpdpbusd) on AVX3_DL; on AVX2 (and AVX3 without VNNI) the VEX AVX-VNNI
+// vpdpbusd when the CPU has it (checked once at run time), else vpmaddubsw + vpmaddwd; portable
+// Highway int16 madd everywhere else.
 //
 // Semantics (identical on every target, bit for bit; docs/kernels.md):
 //   activation row m: a = absmax(x[m, :]), q[k] = clamp(round_half_even(x[k] * s), -127, 127)
@@ -21,9 +23,32 @@
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 #include "hwy/highway.h"
 #include "kernels/cpu/codecs-inl.h"
+#include "kernels/cpu/int8act_hooks.h"
 
-#if HWY_TARGET == HWY_AVX3_DL
+#if HWY_TARGET == HWY_AVX3_DL || HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3
 #include <immintrin.h>
+#endif
+
+// The 256-bit x86 path (maddubs, or AVX-VNNI at run time) serves AVX2 and plain AVX3 (AVX-512
+// CPUs that Highway does not run as AVX3_DL, e.g. Skylake-X and Cascade Lake).
+#undef LOWBIT_X86_256
+#if HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3
+#define LOWBIT_X86_256 1
+#endif
+
+// AVX-VNNI intrinsics (_mm256_dpbusd_avx_epi32) exist from GCC 11 and Clang 12. Highway 1.0.3
+// has no AVX-VNNI target, so the functions that use it add the feature to the target's own.
+#ifndef LOWBIT_CAN_AVXVNNI
+#if defined(__x86_64__) && ((defined(__clang__) && __clang_major__ >= 12) || \
+                            (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 11))
+#define LOWBIT_CAN_AVXVNNI 1
+#else
+#define LOWBIT_CAN_AVXVNNI 0
+#endif
+#endif
+#undef LOWBIT_AVXVNNI_FN
+#if defined(LOWBIT_X86_256) && LOWBIT_CAN_AVXVNNI
+#define LOWBIT_AVXVNNI_FN __attribute__((target(HWY_TARGET_STR ",avxvnni")))
 #endif
 
 // Highway 1.0.3 compiles AVX3_DL without "avx512vnni" (its target string names only the VEX
@@ -222,6 +247,208 @@ LOWBIT_VNNI_FN HWY_INLINE void Int4GroupsVnni4(const Int8ActProblem& p, int64_t 
   for (int r = 0; r < R; ++r) _mm256_storeu_pd(acc[r], accv[r]);
 }
 
+#elif defined(LOWBIT_X86_256)
+// 256-bit x86, two exact int8 dot products (the same integers, so the same bits):
+//  - AVX-VNNI (VEX vpdpbusd), when the CPU has it: unsigned weight operand by the same offsets as
+//    AVX3_DL (int4: the nibble = v + 8; int8: code ^ 0x80 = v + 128), removed by the caller's
+//    per-segment activation sums: d = sum (v + off) * q - off * sum q.
+//  - otherwise vpmaddubsw (u8 x s8 products, adjacent pairs summed to int16 WITH SIGNED
+//    SATURATION) then vpmaddwd by ones (int16 pairs to int32). Saturation never happens because
+//    activation codes are in [-127, 127] (QuantizeRows clamps; -128 never occurs):
+//      int4: weight operand = nibble in [0, 15], |pair| <= 2 * 15 * 127 = 3810; kInt4PairSums = 8
+//            pair sums are added in int16 before one vpmaddwd: 8 * 3810 = 30480 <= 32767.
+//      int8: sign trick, no offset: |w| as unsigned (vpabsb; the code -128, which the quantizer
+//            never writes but a stored tensor may hold, gives 0x80 = 128 read unsigned) times q
+//            with w's sign moved onto it (vpsignb; -q fits as q != -128, w == 0 gives 0):
+//            |pair| <= 2 * 128 * 127 = 32512 <= 32767. One vpmaddwd per product vector.
+// int32 lanes cannot overflow either: per 32-element chunk a lane gains at most 4 * 255 * 127
+// (int8 with VNNI) over at most kInt8ActSegment / 32 = 256 chunks: < 2^25; int4: 4 * 15 * 127
+// over at most LOWBIT_INT4_MAX_GROUP / 32 = 128 chunks: < 2^20.
+
+// int16 pair sums of int4 products that fit in an int16 lane (see above): 8 * 3810 <= 32767.
+constexpr int64_t kInt4PairSums = 8;
+
+// Rows per inner block: 16 ymm registers hold a 2 x MB block of int32 accumulators (8 for
+// MB = 4) with its weights, one activation vector and the constants. Weights decode once per
+// row; activations are reloaded (a load, no ALU op) for each row pair. GEMV (MB = 1) takes all R.
+template <int R, int MB>
+constexpr int kSubRows = (MB == 1 || R < 2) ? R : 2;
+
+// Sums the 8 int32 lanes of each of a, b, c, d: returns [sum a, sum b, sum c, sum d].
+HWY_INLINE __m128i ReduceFour256(__m256i a, __m256i b, __m256i c, __m256i d) {
+  const __m256i ab = _mm256_add_epi32(_mm256_unpacklo_epi32(a, b), _mm256_unpackhi_epi32(a, b));
+  const __m256i cd = _mm256_add_epi32(_mm256_unpacklo_epi32(c, d), _mm256_unpackhi_epi32(c, d));
+  const __m256i abcd =
+      _mm256_add_epi32(_mm256_unpacklo_epi64(ab, cd), _mm256_unpackhi_epi64(ab, cd));
+  return _mm_add_epi32(_mm256_castsi256_si128(abcd), _mm256_extracti128_si256(abcd, 1));
+}
+
+// The 32 nibbles of one chunk (16 bytes: low nibbles are elements 0..15, high nibbles 16..31) as
+// bytes in element order: the 16 bytes go to both 128-bit halves, the upper half shifted right
+// by 4 (shift = [0 x4, 4 x4] per int32 lane), then masked to 4 bits.
+HWY_INLINE __m256i Nibbles32(const uint8_t* chunk, __m256i shift, __m256i mask) {
+  const __m256i b =
+      _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(chunk)));
+  return _mm256_and_si256(_mm256_srlv_epi32(b, shift), mask);
+}
+
+HWY_INLINE __m256i LoadChunk(const void* p) {
+  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+}
+
+// acc[r][i] += int32 lane partial sums of v[r] * q[i] over [kb, ke) by vpmaddubsw + vpmaddwd
+// (int4: of (v + 8) * q; the caller subtracts 8 * sum q).
+template <bool kFourBit, int R, int MB>
+HWY_INLINE void AccumulateMaddubs(const uint8_t* const* codes, const int8_t* const* q, int64_t kb,
+                                  int64_t ke, __m256i acc[R][MB]) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  if constexpr (kFourBit) {
+    const __m256i shift = _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4);
+    const __m256i mask = _mm256_set1_epi8(0x0F);
+    for (int64_t k0 = kb; k0 < ke; k0 += kInt4PairSums * kChunk) {
+      const int64_t k1 = std::min(k0 + kInt4PairSums * kChunk, ke);
+      __m256i s[R][MB];
+      for (int r = 0; r < R; ++r) {
+        for (int i = 0; i < MB; ++i) s[r][i] = _mm256_setzero_si256();
+      }
+      for (int64_t k = k0; k < k1; k += kChunk) {
+        __m256i w[R];
+        for (int r = 0; r < R; ++r) w[r] = Nibbles32(codes[r] + k / 2, shift, mask);
+        for (int i = 0; i < MB; ++i) {
+          const __m256i x = LoadChunk(q[i] + k);
+          for (int r = 0; r < R; ++r) {
+            s[r][i] = _mm256_add_epi16(s[r][i], _mm256_maddubs_epi16(w[r], x));
+          }
+        }
+      }
+      for (int r = 0; r < R; ++r) {
+        for (int i = 0; i < MB; ++i) {
+          acc[r][i] = _mm256_add_epi32(acc[r][i], _mm256_madd_epi16(s[r][i], ones));
+        }
+      }
+    }
+  } else {
+    for (int64_t k = kb; k < ke; k += kChunk) {
+      __m256i w[R], magnitude[R];
+      for (int r = 0; r < R; ++r) {
+        w[r] = LoadChunk(codes[r] + k);
+        magnitude[r] = _mm256_abs_epi8(w[r]);
+      }
+      for (int i = 0; i < MB; ++i) {
+        const __m256i x = LoadChunk(q[i] + k);
+        for (int r = 0; r < R; ++r) {
+          const __m256i pairs = _mm256_maddubs_epi16(magnitude[r], _mm256_sign_epi8(x, w[r]));
+          acc[r][i] = _mm256_add_epi32(acc[r][i], _mm256_madd_epi16(pairs, ones));
+        }
+      }
+    }
+  }
+}
+
+#ifdef LOWBIT_AVXVNNI_FN
+// acc[r][i] += int32 lane partial sums of (v[r] + offset) * q[i] over [kb, ke) by AVX-VNNI.
+// Not HWY_INLINE: only callers compiled with AVX-VNNI may inline it (RowsAvxVnni flattens).
+template <bool kFourBit, int R, int MB>
+LOWBIT_AVXVNNI_FN inline void AccumulateAvxVnni(const uint8_t* const* codes, const int8_t* const* q,
+                                                int64_t kb, int64_t ke, __m256i acc[R][MB]) {
+  const __m256i shift = _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4);
+  const __m256i mask = _mm256_set1_epi8(0x0F);
+  const __m256i flip = _mm256_set1_epi8(-128);
+  for (int64_t k = kb; k < ke; k += kChunk) {
+    __m256i w[R];
+    for (int r = 0; r < R; ++r) {
+      w[r] = kFourBit ? Nibbles32(codes[r] + k / 2, shift, mask)
+                      : _mm256_xor_si256(LoadChunk(codes[r] + k), flip);
+    }
+    for (int i = 0; i < MB; ++i) {
+      const __m256i x = LoadChunk(q[i] + k);
+      for (int r = 0; r < R; ++r) acc[r][i] = _mm256_dpbusd_avx_epi32(acc[r][i], w[r], x);
+    }
+  }
+}
+#endif  // LOWBIT_AVXVNNI_FN
+
+// The weight offset each variant's sums carry (see the comment above AccumulateMaddubs).
+template <bool kFourBit, bool kAvxVnni>
+constexpr int32_t kX86Offset = kFourBit ? LOWBIT_INT4_SYM_OFFSET : (kAvxVnni ? 128 : 0);
+
+template <bool kFourBit, int R, int MB, bool kAvxVnni>
+HWY_INLINE void SegmentDots(const uint8_t* const* codes, const int8_t* const* q, int64_t kb,
+                            int64_t ke, const int32_t* qsum_seg, int32_t dots[R][MB]) {
+  __m256i acc[R][MB];
+  for (int r = 0; r < R; ++r) {
+    for (int i = 0; i < MB; ++i) acc[r][i] = _mm256_setzero_si256();
+  }
+  constexpr int kSub = kSubRows<R, MB>;
+  for (int r0 = 0; r0 < R; r0 += kSub) {
+#ifdef LOWBIT_AVXVNNI_FN
+    if constexpr (kAvxVnni) {
+      AccumulateAvxVnni<kFourBit, kSub, MB>(codes + r0, q, kb, ke, acc + r0);
+      continue;
+    }
+#endif
+    AccumulateMaddubs<kFourBit, kSub, MB>(codes + r0, q, kb, ke, acc + r0);
+  }
+  constexpr int kCount = R * MB;
+  alignas(16) int32_t sums[kCount + 3];
+  for (int j = 0; j < kCount; j += 4) {
+    const __m256i zero = _mm256_setzero_si256();
+    const auto get = [&](int idx) { return idx < kCount ? acc[idx / MB][idx % MB] : zero; };
+    _mm_store_si128(reinterpret_cast<__m128i*>(sums + j),
+                    ReduceFour256(get(j), get(j + 1), get(j + 2), get(j + 3)));
+  }
+  for (int r = 0; r < R; ++r) {
+    for (int i = 0; i < MB; ++i) {
+      dots[r][i] = sums[r * MB + i] - kX86Offset<kFourBit, kAvxVnni> * qsum_seg[i];
+    }
+  }
+}
+
+// int4 weights, four activation rows: Block's epilogue with the four activation rows of a weight
+// row in the lanes of one float64 vector, as Int4GroupsVnni4 on AVX3_DL (same rounding: the
+// product d * scale is exact in float64, so the FMA equals the scalar multiply-then-add).
+template <int R, bool kAvxVnni>
+HWY_INLINE void Int4Groups4(const Int8ActProblem& p, int64_t n0, int64_t m0,
+                            const uint8_t* const* codes, const int8_t* const* q, double acc[R][4]) {
+  const CpuPacked& w = *p.w;
+  const int64_t nseg = p.num_segments;
+  constexpr int kSub = kSubRows<R, 4>;
+  __m256d accv[R];
+  for (int r = 0; r < R; ++r) accv[r] = _mm256_setzero_pd();
+  for (int64_t s = 0; s < nseg; ++s) {
+    const int64_t kb = s * p.segment;
+    const int64_t ke = std::min(kb + p.segment, w.k_pad);
+    // Each row block is reduced as soon as it is summed: no accumulator outlives its block.
+    __m128i sums[R];
+    for (int r0 = 0; r0 < R; r0 += kSub) {
+      __m256i a[kSub][4];
+      for (int r = 0; r < kSub; ++r) {
+        for (int i = 0; i < 4; ++i) a[r][i] = _mm256_setzero_si256();
+      }
+#ifdef LOWBIT_AVXVNNI_FN
+      if constexpr (kAvxVnni) {
+        AccumulateAvxVnni<true, kSub, 4>(codes + r0, q, kb, ke, a);
+      } else  // NOLINT: the maddubs call below
+#endif
+        AccumulateMaddubs<true, kSub, 4>(codes + r0, q, kb, ke, a);
+      for (int r = 0; r < kSub; ++r) {
+        sums[r0 + r] = ReduceFour256(a[r][0], a[r][1], a[r][2], a[r][3]);
+      }
+    }
+    const __m128i off =
+        _mm_mullo_epi32(_mm_set_epi32(p.qsum[(m0 + 3) * nseg + s], p.qsum[(m0 + 2) * nseg + s],
+                                      p.qsum[(m0 + 1) * nseg + s], p.qsum[m0 * nseg + s]),
+                        _mm_set1_epi32(LOWBIT_INT4_SYM_OFFSET));
+    for (int r = 0; r < R; ++r) {
+      const __m128i d = _mm_sub_epi32(sums[r], off);
+      const __m256d scale =
+          _mm256_set1_pd(static_cast<double>(w.scales[(n0 + r) * w.groups_per_row + s]));
+      accv[r] = _mm256_fmadd_pd(_mm256_cvtepi32_pd(d), scale, accv[r]);
+    }
+  }
+  for (int r = 0; r < R; ++r) _mm256_storeu_pd(acc[r], accv[r]);
+}
+
 #else  // portable: int16 lanes, exact madd (ReorderWidenMulAccumulate) into int32
 
 using D16 = hn::CappedTag<int16_t, 16>;
@@ -285,8 +512,9 @@ HWY_INLINE void SegmentDots(const uint8_t* const* codes, const int8_t* const* q,
 
 #endif  // HWY_TARGET == HWY_AVX3_DL
 
-// y[m0 .. m0 + MB) x [n0 .. n0 + R) of one call.
-template <bool kFourBit, int R, int MB>
+// y[m0 .. m0 + MB) x [n0 .. n0 + R) of one call. kAvxVnni: the 256-bit x86 path uses AVX-VNNI
+// (instantiated only under RowsAvxVnni, which adds the feature); ignored on other targets.
+template <bool kFourBit, int R, int MB, bool kAvxVnni>
 LOWBIT_VNNI_FN void Block(const Int8ActProblem& p, int64_t n0, int64_t m0) {
   const CpuPacked& w = *p.w;
   const int64_t nseg = p.num_segments;
@@ -301,13 +529,21 @@ LOWBIT_VNNI_FN void Block(const Int8ActProblem& p, int64_t n0, int64_t m0) {
   if constexpr (kFourBit && MB == 4) {
     Int4GroupsVnni4<R>(p, n0, m0, codes, q, acc);
   } else  // NOLINT: the generic loop below
+#elif defined(LOWBIT_X86_256)
+  if constexpr (kFourBit && MB == 4) {
+    Int4Groups4<R, kAvxVnni>(p, n0, m0, codes, q, acc);
+  } else  // NOLINT: the generic loop below
 #endif
     for (int64_t s = 0; s < nseg; ++s) {
       const int64_t kb = s * p.segment;
       const int64_t ke = std::min(kb + p.segment, w.k_pad);
       for (int i = 0; i < MB; ++i) qsum_seg[i] = p.qsum[(m0 + i) * nseg + s];
       int32_t dots[R][MB];
+#ifdef LOWBIT_X86_256
+      SegmentDots<kFourBit, R, MB, kAvxVnni>(codes, q, kb, ke, qsum_seg, dots);
+#else
       SegmentDots<kFourBit, R, MB>(codes, q, kb, ke, qsum_seg, dots);
+#endif
       for (int r = 0; r < R; ++r) {
         for (int i = 0; i < MB; ++i) {
           if constexpr (kFourBit) {
@@ -336,31 +572,42 @@ LOWBIT_VNNI_FN void Block(const Int8ActProblem& p, int64_t n0, int64_t m0) {
   }
 }
 
-template <bool kFourBit, int R>
+template <bool kFourBit, int R, bool kAvxVnni>
 LOWBIT_VNNI_FN void RowBlock(const Int8ActProblem& p, int64_t n0) {
   int64_t m0 = 0;
-  for (; m0 + kActRows <= p.m; m0 += kActRows) Block<kFourBit, R, kActRows>(p, n0, m0);
+  for (; m0 + kActRows <= p.m; m0 += kActRows) Block<kFourBit, R, kActRows, kAvxVnni>(p, n0, m0);
   switch (p.m - m0) {
     case 3:
-      Block<kFourBit, R, 3>(p, n0, m0);
+      Block<kFourBit, R, 3, kAvxVnni>(p, n0, m0);
       break;
     case 2:
-      Block<kFourBit, R, 2>(p, n0, m0);
+      Block<kFourBit, R, 2, kAvxVnni>(p, n0, m0);
       break;
     case 1:
-      Block<kFourBit, R, 1>(p, n0, m0);
+      Block<kFourBit, R, 1, kAvxVnni>(p, n0, m0);
       break;
     default:
       break;
   }
 }
 
-template <bool kFourBit>
+template <bool kFourBit, bool kAvxVnni = false>
 LOWBIT_VNNI_FN void Rows(const Int8ActProblem& p, int64_t n_begin, int64_t n_end) {
   int64_t n = n_begin;
-  for (; n + kRows <= n_end; n += kRows) RowBlock<kFourBit, kRows>(p, n);
-  for (; n < n_end; ++n) RowBlock<kFourBit, 1>(p, n);
+  for (; n + kRows <= n_end; n += kRows) RowBlock<kFourBit, kRows, kAvxVnni>(p, n);
+  for (; n < n_end; ++n) RowBlock<kFourBit, 1, kAvxVnni>(p, n);
 }
+
+#ifdef LOWBIT_AVXVNNI_FN
+// Rows with AVX-VNNI: `flatten` inlines the whole chain (RowBlock, Block, SegmentDots,
+// AccumulateAvxVnni) into this function, which alone carries the AVX-VNNI feature, so the
+// VEX vpdpbusd is only ever executed after the run-time check in GemmInt8ActImpl.
+template <bool kFourBit>
+LOWBIT_AVXVNNI_FN __attribute__((flatten)) void RowsAvxVnni(const Int8ActProblem& p,
+                                                            int64_t n_begin, int64_t n_end) {
+  Rows<kFourBit, true>(p, n_begin, n_end);
+}
+#endif
 
 }  // namespace
 
@@ -370,6 +617,16 @@ void QuantizeActivationsInt8Impl(const float* x, int64_t m, int64_t k_pad, int64
 }
 
 LOWBIT_VNNI_FN void GemmInt8ActImpl(const Int8ActProblem& p, int64_t n_begin, int64_t n_end) {
+#ifdef LOWBIT_AVXVNNI_FN
+  if (Int8ActUsesAvxVnni()) {
+    if (p.w->kind == CodeKind::kLut4) {
+      RowsAvxVnni<true>(p, n_begin, n_end);
+    } else {
+      RowsAvxVnni<false>(p, n_begin, n_end);
+    }
+    return;
+  }
+#endif
   if (p.w->kind == CodeKind::kLut4) {
     Rows<true>(p, n_begin, n_end);
   } else {
@@ -381,7 +638,44 @@ LOWBIT_VNNI_FN void GemmInt8ActImpl(const Int8ActProblem& p, int64_t n_begin, in
 HWY_AFTER_NAMESPACE();
 
 #if HWY_ONCE
+#if defined(__x86_64__) && LOWBIT_CAN_AVXVNNI
+#include <cpuid.h>
+#endif
+#include <atomic>
+
 namespace lowbit::cpu {
+namespace {
+
+// Set by SetInt8ActAvxVnniDisabledForTest; relaxed: tests set it between matmul calls.
+std::atomic<bool> avx_vnni_disabled_for_test{false};
+
+bool DetectAvxVnni() {
+#if defined(__x86_64__) && LOWBIT_CAN_AVXVNNI
+  // AVX-VNNI: CPUID leaf 7, subleaf 1, EAX bit 4. The AVX (YMM) state it needs is enabled
+  // whenever Highway dispatches to AVX2 or AVX3, the only targets that read this.
+  constexpr unsigned kAvxVnniBit = 1u << 4;
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (!__get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx)) return false;
+  return (eax & kAvxVnniBit) != 0;
+#else
+  return false;
+#endif
+}
+
+}  // namespace
+
+bool CpuHasAvxVnni() {
+  static const bool has = DetectAvxVnni();
+  return has;
+}
+
+void SetInt8ActAvxVnniDisabledForTest(bool disabled) {
+  avx_vnni_disabled_for_test.store(disabled, std::memory_order_relaxed);
+}
+
+bool Int8ActUsesAvxVnni() {
+  return CpuHasAvxVnni() && !avx_vnni_disabled_for_test.load(std::memory_order_relaxed);
+}
 
 HWY_EXPORT(QuantizeActivationsInt8Impl);
 HWY_EXPORT(GemmInt8ActImpl);

@@ -1,0 +1,185 @@
+// The x86 256-bit int8-activation kernels (kernels/cpu/matmul_int8act.cc) on AVX2 and AVX3, both
+// with AVX-VNNI and forced onto the vpmaddubsw path (kernels/cpu/int8act_hooks.h), bit for bit
+// against an exact integer reference, on shapes with tails: K not a multiple of 64, odd group
+// counts, groups longer than one int16 span (256 elements), M = 1..9, N not a multiple of 4,
+// and extreme codes that would saturate a wrong int16 bound.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "format_test_util.h"
+#include "gtest/gtest.h"
+#include "hwy/targets.h"
+#include "kernels/cpu/int8act_hooks.h"
+#include "lowbit/context.h"
+#include "lowbit/ops.h"
+#include "lowbit/quantize.h"
+#include "reference/reference.h"
+
+namespace lowbit {
+namespace {
+
+// The documented semantics (matmul_int8act.cc header), written independently of the kernels:
+// activation codes by the absmax rule, integer dot products per segment in int64, the fixed
+// float64 epilogue.
+std::vector<float> Reference(const QuantizedTensor& w, const std::vector<float>& x, int64_t m) {
+  const QuantState& s = w.state;
+  const int64_t n = s.rows(), k = s.cols();
+  std::vector<float> y(static_cast<size_t>(m * n));
+  for (int64_t i = 0; i < m; ++i) {
+    float a = 0.0f;
+    bool finite = true;
+    for (int64_t j = 0; j < k; ++j) {
+      finite = finite && std::isfinite(x[i * k + j]);
+      a = std::max(a, std::fabs(x[i * k + j]));
+    }
+    std::vector<int64_t> q(static_cast<size_t>(k), 0);
+    if (finite && a > 0.0f) {
+      const float mul = std::min(127.0f / a, std::numeric_limits<float>::max());
+      for (int64_t j = 0; j < k; ++j) {
+        q[j] = static_cast<int64_t>(std::clamp(
+            testing::RoundHalfEven(static_cast<double>(x[i * k + j] * mul)), -127.0, 127.0));
+      }
+    }
+    for (int64_t r = 0; r < n; ++r) {
+      double v;
+      if (s.format == Format::kInt8) {
+        int64_t dot = 0;
+        for (int64_t j = 0; j < k; ++j) {
+          dot += static_cast<int64_t>(static_cast<int8_t>(w.data[r * k + j])) * q[j];
+        }
+        const double aw = s.scales[s.granularity == Granularity::kTensor ? 0 : r];
+        v = ((static_cast<double>(dot) * aw) * static_cast<double>(a)) / 16129.0;
+      } else {
+        const int64_t groups = (k + s.block_size - 1) / s.block_size;
+        double acc = 0.0;
+        for (int64_t g = 0; g < groups; ++g) {
+          int64_t dot = 0;
+          for (int64_t j = g * s.block_size; j < std::min(k, (g + 1) * s.block_size); ++j) {
+            dot += (static_cast<int64_t>(ref::Nibble(w.data.data(), r * k + j)) - 8) * q[j];
+          }
+          acc += static_cast<double>(dot) * static_cast<double>(s.scales[r * groups + g]);
+        }
+        v = (acc * static_cast<double>(a)) / 127.0;
+      }
+      y[i * n + r] = finite ? static_cast<float>(v) : std::numeric_limits<float>::quiet_NaN();
+    }
+  }
+  return y;
+}
+
+bool SameBits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+struct Shape3 {
+  Format format;
+  int64_t group;  // int4 group size; 0 for int8
+  Granularity granularity;
+  int64_t n, k;
+};
+
+// N = 7 and 13: row blocks of 4 plus 3 and 1 tail rows. K: 75 (3 chunks, 96 padded), 320
+// (5 groups of 64), 200 (g128: a full and a partial group), 1000 (one 1024 group: 4 int16
+// spans), 1600 (g512: 3 full groups of 2 spans each + a short one), 8300 (int8: two segments).
+const Shape3 kShapes[] = {
+    {Format::kInt8, 0, Granularity::kRow, 7, 75},
+    {Format::kInt8, 0, Granularity::kTensor, 13, 200},
+    {Format::kInt8, 0, Granularity::kRow, 5, 8300},
+    {Format::kInt4, 32, Granularity::kDefault, 7, 75},
+    {Format::kInt4, 64, Granularity::kDefault, 13, 320},
+    {Format::kInt4, 128, Granularity::kDefault, 7, 200},
+    {Format::kInt4, 1024, Granularity::kDefault, 5, 1000},
+    {Format::kInt4, 512, Granularity::kDefault, 6, 1600},
+};
+
+enum class Codes { kRandom, kMaxPositive, kMaxNegative };
+
+QuantizedTensor MakeWeight(const Shape3& s, Codes codes, uint32_t seed) {
+  const std::vector<float> wv = testing::Randn(s.n * s.k, seed);
+  const ConstTensorView view{wv.data(), DType::kF32, {s.n, s.k}};
+  QuantizedTensor q =
+      s.format == Format::kInt8 ? QuantizeInt8(view, s.granularity) : QuantizeInt4(view, s.group);
+  if (codes == Codes::kRandom) {
+    // Extreme codes at both ends: int8 -128 (valid when stored, never written by the quantizer)
+    // and 127; int4 nibbles 0 (v = -8) and 15 (v = +7).
+    q.data.front() = s.format == Format::kInt8 ? 0x80 : 0x0F;
+    q.data.back() = s.format == Format::kInt8 ? 0x7F : 0xF0;
+  } else {
+    // Every weight at the magnitude that maximises the int16 pair sums of vpmaddubsw: int8 +127
+    // or -128; int4 nibble 15 (+7) or 0 (-8).
+    const bool pos = codes == Codes::kMaxPositive;
+    const uint8_t b = s.format == Format::kInt8 ? (pos ? 0x7F : 0x80) : (pos ? 0xFF : 0x00);
+    std::fill(q.data.begin(), q.data.end(), b);
+  }
+  return q;
+}
+
+std::vector<float> RunInt8Act(const PackedWeight& pw, const std::vector<float>& x, int64_t m,
+                              int64_t n, int64_t k, Context* ctx) {
+  MatmulOptions o;
+  o.int8_activations = true;
+  std::vector<float> y(static_cast<size_t>(m * n), -1.0f);
+  Matmul(pw, ConstTensorView{x.data(), DType::kF32, {m, k}},
+         TensorView{y.data(), DType::kF32, {m, n}}, o, nullptr, ctx);
+  return y;
+}
+
+class Int8ActX86Test : public ::testing::Test {
+ protected:
+  void TearDown() override {
+    cpu::SetInt8ActAvxVnniDisabledForTest(false);
+    hwy::SetSupportedTargetsForTest(0);
+  }
+};
+
+TEST_F(Int8ActX86Test, Avx2AndAvx3WithAndWithoutAvxVnniMatchReference) {
+#if HWY_ARCH_X86
+  std::vector<int64_t> targets;
+  for (const int64_t t : hwy::SupportedAndGeneratedTargets()) {
+    if (t == HWY_AVX2 || t == HWY_AVX3) targets.push_back(t);
+  }
+  if (targets.empty()) GTEST_SKIP() << "CPU runs neither AVX2 nor AVX3";
+  std::vector<bool> vnni_modes = {false};
+  if (cpu::CpuHasAvxVnni()) vnni_modes.push_back(true);
+  Context ctx(1);
+  int runs = 0;
+  for (const Shape3& s : kShapes) {
+    for (const Codes codes : {Codes::kRandom, Codes::kMaxPositive, Codes::kMaxNegative}) {
+      const QuantizedTensor q = MakeWeight(s, codes, static_cast<uint32_t>(s.n * s.k));
+      const PackedWeight pw = Pack(q);
+      for (int64_t m = 1; m <= 9; ++m) {
+        std::vector<float> x = testing::Randn(m * s.k, static_cast<uint32_t>(m + 100));
+        if (codes != Codes::kRandom) {  // all codes +-127: |int16 pair sums| at the bound
+          for (int64_t j = 0; j < m * s.k; ++j) x[j] = (j / s.k) % 2 ? -1.0f : 1.0f;
+        }
+        if (m >= 5) x[4 * s.k + s.k / 2] = std::numeric_limits<float>::quiet_NaN();
+        const std::vector<float> want = Reference(q, x, m);
+        for (const int64_t target : targets) {
+          hwy::SetSupportedTargetsForTest(target);
+          for (const bool vnni : vnni_modes) {
+            cpu::SetInt8ActAvxVnniDisabledForTest(!vnni);
+            ASSERT_EQ(cpu::Int8ActUsesAvxVnni(), vnni);
+            const std::vector<float> y = RunInt8Act(pw, x, m, s.n, s.k, &ctx);
+            ASSERT_TRUE(SameBits(y, want))
+                << FormatName(s.format) << " group " << s.group << " N=" << s.n << " K=" << s.k
+                << " M=" << m << " codes " << static_cast<int>(codes) << " on "
+                << hwy::TargetName(target) << (vnni ? " with" : " without") << " AVX-VNNI";
+            ++runs;
+          }
+        }
+      }
+    }
+  }
+  EXPECT_EQ(runs, 8 * 3 * 9 * static_cast<int>(targets.size() * vnni_modes.size()));
+#else
+  GTEST_SKIP() << "x86 only";
+#endif
+}
+
+}  // namespace
+}  // namespace lowbit
