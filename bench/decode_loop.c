@@ -10,16 +10,16 @@
  * all of them from DRAM as a real decoder does.
  *
  * Baseline: --format f32 runs the same loop on LOWBIT_FORMAT_F32 weights through the same C ABI
- * calls, i.e. lowbit's dense float32 path (an Eigen GEMV on the calling thread: it ignores
- * --threads, so the line reports threads=1 for it).
+ * calls, i.e. lowbit's dense float32 path (Eigen GEMVs over the context's row tasks, as fast as
+ * Eigen's own float32 GEMV: bench/lowbit_bench BM_Gemv/f32_eigen).
  *
  * A 7B float32 model is ~26 GB, more than this machine's 24 GiB, hence --layers (default 4): the
  * line reports tokens/s measured with that many layers and tokens/s scaled to the full 32
  * layers as 1 / (32 * measured time per layer + measured classifier time), plus the weight bytes
  * (the tensors' total_bytes: codes + statistics) read per second.
  *
- * Usage: lowbit_decode_loop [--format f32|nf4|int4|int8|fp8_e4m3] [--layers N] [--threads T]
- *                           [--tokens T]
+ * Usage: lowbit_decode_loop [--format f32|nf4|fp4|int4|int8|fp8_e4m3|blockwise8] [--layers N]
+ *                           [--threads T] [--tokens T]
  * Output (one line): format, threads, layers, tokens, tok/s measured, tok/s scaled to 32 layers,
  * weight GB/s, ms per layer, ms for the classifier.
  */
@@ -116,7 +116,7 @@ static void RmsNorm(const float* x, float* out, int64_t n) {
 
 static void Usage(void) {
   fprintf(stderr,
-          "usage: lowbit_decode_loop [--format f32|nf4|int4|int8|fp8_e4m3] [--layers N]\n"
+          "usage: lowbit_decode_loop [--format f32|nf4|fp4|int4|int8|fp8_e4m3|blockwise8] [--layers N]\n"
           "                          [--threads T] [--tokens T]\n");
   exit(2);
 }
@@ -160,11 +160,11 @@ int main(int argc, char** argv) {
   }
   if (strcmp(format_name, "f32") != 0 && strcmp(format_name, "nf4") != 0 &&
       strcmp(format_name, "int4") != 0 && strcmp(format_name, "int8") != 0 &&
-      strcmp(format_name, "fp8_e4m3") != 0) {
+      strcmp(format_name, "fp8_e4m3") != 0 && strcmp(format_name, "fp4") != 0 &&
+      strcmp(format_name, "blockwise8") != 0) {
     Usage();
   }
   if (lowbit_format_from_name(format_name, &format) != LOWBIT_OK) Die("lowbit_format_from_name");
-  if (format == LOWBIT_FORMAT_F32) threads = 1; /* the dense path runs on the calling thread */
   if (lowbit_context_create((int32_t)threads, &ctx) != LOWBIT_OK) Die("lowbit_context_create");
 
   /* Weights: one scratch buffer as large as the classifier, reused for every matrix. */

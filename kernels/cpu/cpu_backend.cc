@@ -161,8 +161,10 @@ std::unique_ptr<BackendPacked> Pack(const QuantizedTensor& w) {
   if (p->group == 0) p->kind = CodeKind::kDense;
   if (p->kind == CodeKind::kDense) {
     p->dense = DequantizeToF32(w);
-    p->canonical_data = w.data;
-    p->packed_bytes = static_cast<int64_t>(p->dense.size() * sizeof(float) + w.data.size());
+    // f32 payloads are `dense` byte for byte: keep one copy (Unpack rebuilds the bytes).
+    if (p->format != Format::kF32) p->canonical_data = w.data;
+    p->packed_bytes =
+        static_cast<int64_t>(p->dense.size() * sizeof(float) + p->canonical_data.size());
   } else {
     p->groups_per_row = (p->k_pad + p->group - 1) / p->group;
     p->row_bytes = (p->kind == CodeKind::kLut4) ? p->k_pad / 2 : p->k_pad;
@@ -187,7 +189,12 @@ QuantizedTensor Unpack(const BackendPacked& packed) {
   QuantizedTensor w;
   w.state = p.state;
   if (p.kind == CodeKind::kDense) {
-    w.data = p.canonical_data;
+    if (p.format == Format::kF32) {
+      const auto* bytes = reinterpret_cast<const uint8_t*>(p.dense.data());
+      w.data.assign(bytes, bytes + p.dense.size() * sizeof(float));
+    } else {
+      w.data = p.canonical_data;
+    }
     return w;
   }
   const int64_t n = p.rows, k = p.cols;
@@ -233,22 +240,6 @@ void DequantizeEntry(const QuantizedTensor& q, float* out) {
   }
 }
 
-// Baseline for dense and fallback weights: Eigen float32 matmul on the calling thread.
-void DenseGemm(const CpuPacked& w, const MatmulArgs& a, float* y) {
-  using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-  thread_local std::vector<float> xf;
-  xf.resize(static_cast<size_t>(a.m * w.cols));
-  ToF32(a.x, a.x_dtype, a.m * w.cols, xf.data());
-  Eigen::Map<const RowMajor> wm(w.dense.data(), w.rows, w.cols);
-  Eigen::Map<const RowMajor> xm(xf.data(), a.m, w.cols);
-  Eigen::Map<RowMajor> ym(y, a.m, w.rows);
-  if (a.m == 1) {
-    ym.row(0).transpose().noalias() = wm * xm.row(0).transpose();
-  } else {
-    ym.noalias() = xm * wm.transpose();
-  }
-}
-
 // Widens the a.m activation rows to float32, each zero-padded to w.k_pad columns, into buf.
 const float* StageActivations(const CpuPacked& w, const MatmulArgs& a, std::vector<float>& buf) {
   buf.assign(static_cast<size_t>(a.m * w.k_pad), 0.0f);
@@ -280,6 +271,27 @@ void ForEachRowTask(const CpuPacked& w, int64_t m, Context& ctx, const RowFn& ro
                   [t = &task](int64_t begin, int64_t end) {
                     (*t->rows)(begin * t->rows_per_task, std::min(t->n, end * t->rows_per_task));
                   });
+}
+
+// Dense and fallback weights: Eigen float32 matmul over row tasks on ctx (GEMV rows in blocks
+// of kGemvRowsPerTask, a multiple of Eigen's row blocking, so a row's sum never depends on the
+// split).
+void DenseGemm(const CpuPacked& w, const MatmulArgs& a, float* y, Context& ctx) {
+  using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  thread_local std::vector<float> xf;
+  xf.resize(static_cast<size_t>(a.m * w.cols));
+  ToF32(a.x, a.x_dtype, a.m * w.cols, xf.data());
+  const Eigen::Map<const RowMajor> wm(w.dense.data(), w.rows, w.cols);
+  const Eigen::Map<const RowMajor> xm(xf.data(), a.m, w.cols);
+  Eigen::Map<RowMajor> ym(y, a.m, w.rows);
+  ForEachRowTask(w, a.m, ctx, [&](int64_t begin, int64_t end) {
+    const auto rows = wm.middleRows(begin, end - begin);
+    if (a.m == 1) {
+      ym.row(0).segment(begin, end - begin).transpose().noalias() = rows * xm.row(0).transpose();
+    } else {
+      ym.middleCols(begin, end - begin).noalias() = xm * rows.transpose();
+    }
+  });
 }
 
 // Int8-activation path (int8 / int4 weights, always packed: their groups are multiples of
@@ -329,7 +341,7 @@ void Gemm(const BackendPacked& packed, const MatmulArgs& a, Context& ctx) {
   if (a.options.int8_activations) {
     Int8ActGemm(w, a, StageActivations(w, a, xbuf), y, ctx);
   } else if (w.kind == CodeKind::kDense) {
-    DenseGemm(w, a, y);
+    DenseGemm(w, a, y, ctx);
   } else {
     StageActivations(w, a, xbuf);
     GemmProblem p;

@@ -49,7 +49,8 @@ struct CpuPacked : BackendPacked {
   int lut_offset = -1;
   bool fp8_finite = false;     // FP8 kinds: codes hold no Inf/NaN code (cheaper decode)
   std::vector<float> dense;    // kDense: [N, K]
-  std::vector<uint8_t> canonical_data;  // kDense: the canonical payload (for Unpack)
+  std::vector<uint8_t> canonical_data;  // kDense: the canonical payload (for Unpack); empty for
+                                        // f32, whose payload is `dense`
   // For Unpack: the canonical state (statistics as stored, nested included) and, for an odd
   // element count of a 4-bit format, the canonical padding nibble.
   QuantState state;
