@@ -55,7 +55,7 @@ stage_begin() { stage_start=$SECONDS; echo; echo "=== cross-arm64: $1"; }
 stage_end() {  # name, result
   local t=$((SECONDS - stage_start))
   printf '=== cross-arm64: %s: %s (%ds)\n' "$1" "$2" "$t"
-  SUMMARY+=("$(printf '%-48s %-6s %4ds  %s' "$1" "$2" "$t" "${3:-}")")
+  SUMMARY+=("$(printf '%-58s %-6s %4ds  %s' "$1" "$2" "$t" "${3:-}")")
 }
 print_summary() {
   echo
@@ -120,8 +120,17 @@ stage_end "configure" ok
 
 # ---- 3. build -----------------------------------------------------------------------------------
 stage_begin "build lowbit + kernel tests"
-if ! nice -n 10 cmake --build "$BUILD_DIR" -j "$JOBS" --target lowbit "${TESTS[@]}"; then
-  stage_end "build" FAIL "see the compiler errors above"
+# Keep going after a failed file, so that one build lists every file that does not compile.
+KEEP_GOING=(-k)
+if grep -q '^CMAKE_GENERATOR:INTERNAL=Ninja' "$BUILD_DIR/CMakeCache.txt"; then KEEP_GOING=(-k 0); fi
+if ! nice -n 10 cmake --build "$BUILD_DIR" -j "$JOBS" --target lowbit "${TESTS[@]}" \
+    -- "${KEEP_GOING[@]}" 2>&1 | tee "$BUILD_DIR/build.log"; then
+  echo
+  echo "=== cross-arm64: compiler errors (unique file:line: message, all targets):"
+  grep -E '^[^ ]+:[0-9]+:[0-9]+: error: ' "$BUILD_DIR/build.log" | grep -v 'was not declared' |
+    sed -E "s|^$PWD/||; s/ [{]aka [^}]*[}]//; s/N_(SVE2_128|SVE_256|SVE2|SVE)::/N_<target>::/g" |
+    sort -u | head -40 || true
+  stage_end "build" FAIL "errors listed above"
   exit 1
 fi
 # A tiny probe, compiled with every ARM target enabled: which Highway targets the emulated CPU
