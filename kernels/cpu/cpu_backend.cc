@@ -358,11 +358,9 @@ void Gemm(const BackendPacked& packed, const MatmulArgs& a, Context& ctx) {
       }
       p.xsum = xsum.data();
     }
-    const int64_t lut4_lanes = (w.kind == CodeKind::kLut4 && a.m == 1) ? Lut4GemvLanes() : 0;
-    if (lut4_lanes > 0) {
-      xlut4.resize(static_cast<size_t>(RoundUp(w.k_pad, 8 * lut4_lanes)));
-      PermuteXForLut4Gemv(xbuf.data(), w.k_pad, lut4_lanes, xlut4.data());
-      p.x_lut4 = xlut4.data();
+    if (w.kind == CodeKind::kLut4 && a.m == 1) {
+      xlut4.resize(static_cast<size_t>(RoundUp(w.k_pad, kMaxLut4GemvBlock)));
+      if (PermuteXForLut4Gemv(w, xbuf.data(), xlut4.data())) p.x_lut4 = xlut4.data();
     }
     void (*kernel)(const GemmProblem&, int64_t, int64_t) =
         (w.kind == CodeKind::kLut4) ? &GemmLut4

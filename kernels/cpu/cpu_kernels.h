@@ -65,36 +65,27 @@ struct GemmProblem {
   const float* xsum = nullptr;  // [m, groups_per_row] sums of x over each group (asymmetric
                                 // weights only, else nullptr)
   float* y = nullptr;           // [m, N] float32 (no bias)
-  // m == 1 and kLut4 only, when the dispatched target has a LUT4 GEMV (Lut4GemvLanes() > 0):
-  // x reordered to its lane order (PermuteXForLut4Gemv), RoundUp(k_pad, 8 * lanes) floats with
-  // zeros past k_pad.
+  // m == 1 and kLut4 only: x in the order the dispatched target's LUT4 GEMV reads it
+  // (PermuteXForLut4Gemv), or nullptr (then GemmLut4 takes the generic kernel).
   const float* x_lut4 = nullptr;
 };
 
-// The LUT4 GEMV reads a row's codes one vector at a time as `lanes` 32-bit lanes (a block of
-// 8 * lanes codes, 4 * lanes bytes: whole 16-byte chunks) and decodes nibble j (bits 4j..4j+3)
-// of every lane at once. Lane d, nibble j of a block holds chunk byte b = 4d + j / 2 (chunk
-// b / 16, byte b % 16), high nibble for odd j, i.e. element Lut4GemvElement(j, d) of the block.
-// The kernel multiplies by x permuted to that order.
+// The LUT4 GEMV reads a row's codes one block of 8 vectors at a time. The lanes of the vectors
+// hold elements of the block in an order its decoder fixes (matmul_lut4.cc); for decoders that
+// read the block as 32-bit lanes of eight nibbles, vector j holds nibble j of every lane d, i.e.
+// chunk byte b = 4d + j / 2 (chunk b / 16, byte b % 16), high nibble for odd j: element
+// Lut4GemvElement(j, d) of the block.
 inline constexpr int64_t Lut4GemvElement(int64_t j, int64_t d) {
   return ((4 * d + j / 2) / 16) * kChunk + (4 * d + j / 2) % 16 + (j & 1) * 16;
 }
-// Lanes of the dispatched target's LUT4 GEMV (16 on AVX-512, 8 on AVX2, 4 on 128-bit targets),
-// or 0 when it has none (then GemmLut4 ignores x_lut4). Per-ISA entry (matmul_lut4.cc).
-int64_t Lut4GemvLanes();
-// xp[blk + lanes * j + d] = x[blk + Lut4GemvElement(j, d)] for every block start blk (a
-// multiple of 8 * lanes); x holds k_pad floats, xp RoundUp(k_pad, 8 * lanes) (zeros past k_pad).
-inline void PermuteXForLut4Gemv(const float* x, int64_t k_pad, int64_t lanes, float* xp) {
-  const int64_t block = 8 * lanes;
-  for (int64_t b = 0; b < k_pad; b += block) {
-    for (int64_t j = 0; j < 8; ++j) {
-      for (int64_t d = 0; d < lanes; ++d) {
-        const int64_t e = b + Lut4GemvElement(j, d);
-        xp[b + lanes * j + d] = e < k_pad ? x[e] : 0.0f;
-      }
-    }
-  }
-}
+// Largest GEMV block of any target (AVX-512: 16 lanes x 8 nibbles); x_lut4 buffers hold
+// RoundUp(k_pad, kMaxLut4GemvBlock) floats.
+inline constexpr int64_t kMaxLut4GemvBlock = 128;
+// Writes x ([k_pad] float32) into xp (RoundUp(k_pad, kMaxLut4GemvBlock) floats, zeros past
+// k_pad) in the order the dispatched target's LUT4 GEMV reads it for weight w. Returns false,
+// writing nothing, when that target has no LUT4 GEMV for w's group size. Per-ISA entry
+// (matmul_lut4.cc).
+bool PermuteXForLut4Gemv(const CpuPacked& w, const float* x, float* xp);
 
 // Rows [n_begin, n_end) of y for every m. Results of a row never depend on the range it is
 // computed in (bit-identical for any partition). Per-ISA entries, defined in matmul_*.cc.

@@ -9,6 +9,7 @@
 // micro-kernel (matmul-inl.h); other targets decode row tiles with the same Lut16.
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/cpu/matmul_lut4.cc"
+#include <cstring>
 #include <type_traits>
 
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
@@ -31,34 +32,15 @@ inline constexpr bool kHasGemvLut4 = kLanes >= 4;
 // SSE4 (8 would spill every iteration).
 inline constexpr int kLut4GemvRows = (kLanes == 16 || HWY_ARCH_ARM_A64) ? 8 : 4;
 
-// Nibble decoders of the GEMV: Prepare(dw) once per loaded code vector, then Nibble<J>(v) gives
-// the value lut[nibble J] of every lane, exactly. Integer tables (CpuPacked::lut_offset) decode
-// with shifts and a convert instead of a lookup, on targets where that is cheaper than Lut16
-// (all but AVX-512, whose one vpermps already is).
-struct TableNibbles {  // any 16-entry table
-  Lut16 lut;
-  HWY_INLINE VU Prepare(VU dw) const { return dw; }
-  template <int J>
-  HWY_INLINE VF Nibble(VU dw) const {
-    return lut(hn::ShiftRight<4 * J>(dw));
-  }
-};
-struct SignedNibbles {  // lut[c] = c - 8 (int4): nibble c ^ 8, sign-extended, is c - 8
-  HWY_INLINE VU Prepare(VU dw) const { return hn::Xor(dw, hn::Set(DU(), 0x88888888u)); }
-  template <int J>
-  HWY_INLINE VF Nibble(VU dw) const {
-    return hn::ConvertTo(DF(), hn::ShiftRight<28>(hn::ShiftLeft<28 - 4 * J>(hn::BitCast(DI(), dw))));
-  }
-};
-struct UnsignedNibbles {  // lut[c] = c (int4_asym)
-  HWY_INLINE VU Prepare(VU dw) const { return dw; }
-  template <int J>
-  HWY_INLINE VF Nibble(VU dw) const {
-    const VU v = hn::ShiftRight<4 * J>(dw);
-    return hn::ConvertTo(DF(), hn::BitCast(DI(), J == 7 ? v : hn::And(v, hn::Set(DU(), 15))));
-  }
-};
-inline constexpr bool kArithmeticNibbles = HWY_TARGET > HWY_AVX3;
+// ---- block decoders of the GEMV ----------------------------------------------------------------
+// A decoder turns one block (kGemvBlock codes, kGemvBlock / 2 bytes of a row) into 8 vectors of
+// exact values lut[code] and fixes the order of their lanes; x is permuted once per call to the
+// same order (PermuteX). Interface:
+//   static int64_t Element(int64_t pos): the element of a block that lane pos % kLanes of
+//       vector pos / kLanes holds;
+//   Block(codes, lanes, fn): decodes the block at `codes`, of which only the first `lanes`
+//       32-bit lanes (4 bytes each) are read for the partial last block, and calls fn(j, v) for
+//       the vectors j = 0..7 in order.
 
 // fn(std::integral_constant<int, J>()) for J = 0..7, unrolled (shift counts are immediates).
 template <int J = 0, class Fn>
@@ -69,23 +51,143 @@ HWY_INLINE void ForEachNibble(const Fn& fn) {
   }
 }
 
+// Decoders that read the block as one vector of 32-bit lanes: vector j holds nibble j (bits
+// 4j..4j+3) of every lane (cpu_kernels.h: Lut4GemvElement). Derived supplies Prepare(dw), once
+// per block, and Nibble<J>(dw).
+template <class Derived>
+struct LaneNibbles {
+  static int64_t Element(int64_t pos) {
+    return Lut4GemvElement(pos / static_cast<int64_t>(kLanes), pos % static_cast<int64_t>(kLanes));
+  }
+  template <class Fn>
+  HWY_INLINE void Block(const uint8_t* codes, size_t lanes, const Fn& fn) const {
+    const DU du;
+    const uint32_t* src = reinterpret_cast<const uint32_t*>(codes);
+    VU dw = lanes == kLanes ? hn::LoadU(du, src) : hn::MaskedLoad(hn::FirstN(du, lanes), du, src);
+    const Derived& self = static_cast<const Derived&>(*this);
+    dw = self.Prepare(dw);
+    ForEachNibble([&](auto j) {
+      constexpr int kJ = decltype(j)::value;
+      fn(kJ, self.template Nibble<kJ>(dw));
+    });
+  }
+};
+struct TableNibbles : LaneNibbles<TableNibbles> {  // any 16-entry table, through Lut16
+  explicit TableNibbles(const float* table) : lut(table) {}
+  HWY_INLINE VU Prepare(VU dw) const { return dw; }
+  template <int J>
+  HWY_INLINE VF Nibble(VU dw) const {
+    return lut(hn::ShiftRight<4 * J>(dw));
+  }
+  Lut16 lut;
+};
+struct SignedNibbles : LaneNibbles<SignedNibbles> {  // lut[c] = c - 8 (int4): c ^ 8 sign-extended
+  HWY_INLINE VU Prepare(VU dw) const { return hn::Xor(dw, hn::Set(DU(), 0x88888888u)); }
+  template <int J>
+  HWY_INLINE VF Nibble(VU dw) const {
+    return hn::ConvertTo(DF(), hn::ShiftRight<28>(hn::ShiftLeft<28 - 4 * J>(hn::BitCast(DI(), dw))));
+  }
+};
+struct UnsignedNibbles : LaneNibbles<UnsignedNibbles> {  // lut[c] = c (int4_asym)
+  HWY_INLINE VU Prepare(VU dw) const { return dw; }
+  template <int J>
+  HWY_INLINE VF Nibble(VU dw) const {
+    const VU v = hn::ShiftRight<4 * J>(dw);
+    return hn::ConvertTo(DF(), hn::BitCast(DI(), J == 7 ? v : hn::And(v, hn::Set(DU(), 15))));
+  }
+};
+
+#if HWY_TARGET == HWY_AVX2
+// AVX2, codebook tables: the four bytes of every table value are four 16-byte planes, so one
+// in-lane vpshufb looks up one byte of 32 values, and two rounds of byte/word unpacks assemble
+// the floats: per 32 codes 12 in-lane shuffles (two ports on Zen 3 and Golden Cove) instead of
+// 8 lane-crossing vpermps and 4 blends (TableNibbles). A 64-code block is two chunks; chunk c's
+// 16 bytes go to both 128-bit halves, low nibbles are looked up in the low half and high
+// nibbles (elements 16..31) in the high one, and vector 4c + q holds elements 4q..4q+3 and
+// 16+4q..16+4q+3 of the chunk.
+struct PlaneNibbles {
+  static int64_t Element(int64_t pos) {
+    const int64_t j = pos / 8, i = pos % 8;
+    return (j / 4) * kChunk + 4 * (j % 4) + (i < 4 ? i : 16 + i - 4);
+  }
+  explicit PlaneNibbles(const float* table) {
+    alignas(16) uint8_t planes[4][16];
+    for (int c = 0; c < 16; ++c) {
+      uint32_t bits;
+      std::memcpy(&bits, table + c, sizeof(bits));
+      for (int b = 0; b < 4; ++b) planes[b][c] = static_cast<uint8_t>(bits >> (8 * b));
+    }
+    for (int b = 0; b < 4; ++b) {
+      plane[b] = _mm256_broadcastsi128_si256(
+          _mm_load_si128(reinterpret_cast<const __m128i*>(planes[b])));
+    }
+  }
+  template <class Fn>
+  HWY_INLINE void Block(const uint8_t* codes, size_t lanes, const Fn& fn) const {
+    const __m256i shift = _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4);
+    const __m256i low4 = _mm256_set1_epi8(0x0F);
+    for (int c = 0; c < 2; ++c) {
+      if (c == 1 && lanes < kLanes) break;  // the partial last block is one chunk
+      const __m256i bytes =
+          _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + 16 * c)));
+      const __m256i idx = _mm256_and_si256(_mm256_srlv_epi32(bytes, shift), low4);
+      const __m256i b0 = _mm256_shuffle_epi8(plane[0], idx);
+      const __m256i b1 = _mm256_shuffle_epi8(plane[1], idx);
+      const __m256i b2 = _mm256_shuffle_epi8(plane[2], idx);
+      const __m256i b3 = _mm256_shuffle_epi8(plane[3], idx);
+      const __m256i lo01 = _mm256_unpacklo_epi8(b0, b1), hi01 = _mm256_unpackhi_epi8(b0, b1);
+      const __m256i lo23 = _mm256_unpacklo_epi8(b2, b3), hi23 = _mm256_unpackhi_epi8(b2, b3);
+      fn(4 * c + 0, VF{_mm256_castsi256_ps(_mm256_unpacklo_epi16(lo01, lo23))});
+      fn(4 * c + 1, VF{_mm256_castsi256_ps(_mm256_unpackhi_epi16(lo01, lo23))});
+      fn(4 * c + 2, VF{_mm256_castsi256_ps(_mm256_unpacklo_epi16(hi01, hi23))});
+      fn(4 * c + 3, VF{_mm256_castsi256_ps(_mm256_unpackhi_epi16(hi01, hi23))});
+    }
+  }
+  __m256i plane[4];
+};
+#endif  // HWY_TARGET == HWY_AVX2
+
+// Integer tables (CpuPacked::lut_offset) decode with shifts and a convert where that is cheaper
+// than a lookup (all targets but AVX-512, whose single vpermps already is).
+inline constexpr bool kArithmeticNibbles = HWY_TARGET > HWY_AVX3;
+
+// Group layouts the kernel folds scales for: kWholeBlocks when every block lies in one group
+// (group % kGemvBlock == 0, or one group per row), else the 32- or 64-code groups of a block
+// (LaneNibbles only: lane d of a block holds chunk d / 4, so lane d belongs to group d / 4 or
+// d / 8).
+enum GroupMode : int { kWholeBlocks = 0, kGroup32 = 32, kGroup64 = 64 };
+
+// The group mode of w's GEMV, or -1 when the kernel has none for its group size.
+int GemvGroupMode(const CpuPacked& w) {
+  if (w.group % kGemvBlock == 0 || w.group >= w.k_pad) return kWholeBlocks;
+  if (kGemvBlock > 64 && w.group == 64) return kGroup64;
+  if (kGemvBlock > 32 && w.group == 32) return kGroup32;
+  return -1;
+}
+
+// Calls fn(decoder) with the decoder the GEMV uses for w (the same for PermuteX and the kernel).
+template <class Fn>
+HWY_INLINE void WithDecoder(const CpuPacked& w, const Fn& fn) {
+  if (kArithmeticNibbles && w.lut_offset == LOWBIT_INT4_SYM_OFFSET) return fn(SignedNibbles());
+  if (kArithmeticNibbles && w.lut_offset == 0) return fn(UnsignedNibbles());
+#if HWY_TARGET == HWY_AVX2
+  if (GemvGroupMode(w) == kWholeBlocks) return fn(PlaneNibbles(w.lut));
+#endif
+  fn(TableNibbles(w.lut));
+}
+
 // How far ahead of its loads each row stream prefetches (also past the row end: the next row of
 // a slice follows in memory). A prefetch never faults, so reading past the buffer is harmless.
 inline constexpr int64_t kPrefetchBytes = 2048;
 
-// Group layouts the kernel folds scales for: kWholeBlocks when every block lies in one group
-// (group % kGemvBlock == 0, or one group per row), else the 32- or 64-code groups of a block
-// (lane d of a block holds chunk d / 4, so lane d belongs to group d / 4 or d / 8).
-enum GroupMode : int { kWholeBlocks = 0, kGroup32 = 32, kGroup64 = 64 };
 
 // y[n0 + r * stride] (r < R) = row · x for M = 1 (see the file comment). Each row is computed by
 // the same operations in the same order whatever R, so results never depend on the task split.
-template <int R, int kMode, class Nibbles>
-HWY_INLINE void GemvLut4Rows(const GemmProblem& p, const Nibbles& nibbles, int64_t n0,
+template <int R, int kMode, class Decoder>
+HWY_INLINE void GemvLut4Rows(const GemmProblem& p, const Decoder& decoder, int64_t n0,
                              int64_t stride) {
   const CpuPacked& w = *p.w;
   const DF df;
-  const DU du;
   const float* HWY_RESTRICT xp = p.x_lut4;
   const int64_t k_pad = w.k_pad;
   const int64_t full_blocks = k_pad / kGemvBlock;
@@ -109,29 +211,15 @@ HWY_INLINE void GemvLut4Rows(const GemmProblem& p, const Nibbles& nibbles, int64
     const int64_t group_end = (kMode == kWholeBlocks) ? std::min(blocks, blk + blocks_per_group)
                                                       : blocks;
     for (; blk < group_end; ++blk) {
-      const uint32_t* src[R];
-      for (int r = 0; r < R; ++r) {
-        src[r] = reinterpret_cast<const uint32_t*>(codes[r] + blk * (kGemvBlock / 2));
-      }
-      VU dw[R];
-      if (HWY_LIKELY(blk < full_blocks)) {
-        for (int r = 0; r < R; ++r) {
-          hwy::Prefetch(reinterpret_cast<const uint8_t*>(src[r]) + kPrefetchBytes);
-          dw[r] = hn::LoadU(du, src[r]);
-        }
-      } else {
-        const auto mask = hn::FirstN(du, tail_lanes);
-        for (int r = 0; r < R; ++r) dw[r] = hn::MaskedLoad(mask, du, src[r]);
-      }
-      for (int r = 0; r < R; ++r) dw[r] = nibbles.Prepare(dw[r]);
+      const size_t lanes = HWY_LIKELY(blk < full_blocks) ? kLanes : tail_lanes;
       const float* HWY_RESTRICT xb = xp + blk * kGemvBlock;
-      ForEachNibble([&](auto j) {
-        constexpr int kJ = decltype(j)::value;
-        const VF xv = hn::LoadU(df, xb + kLanes * kJ);
-        for (int r = 0; r < R; ++r) {
-          part[r] = hn::MulAdd(nibbles.template Nibble<kJ>(dw[r]), xv, part[r]);
-        }
-      });
+      for (int r = 0; r < R; ++r) {
+        const uint8_t* src = codes[r] + blk * (kGemvBlock / 2);
+        hwy::Prefetch(src + kPrefetchBytes);
+        decoder.Block(src, lanes, [&](int j, VF v) {
+          part[r] = hn::MulAdd(v, hn::LoadU(df, xb + kLanes * j), part[r]);
+        });
+      }
       if constexpr (kMode != kWholeBlocks) {
         // Statistics of the block's groups, spread over the lanes they cover.
         alignas(64) static constexpr int32_t kLaneGroup[2][16] = {
@@ -168,26 +256,14 @@ HWY_INLINE void GemvLut4Rows(const GemmProblem& p, const Nibbles& nibbles, int64
 // The range is cut into kLut4GemvRows equal slices walked in lockstep, so the rows decoded
 // together come from kLut4GemvRows distant sequential streams (a single thread reads several
 // streams from DRAM much faster than one); leftover rows run one at a time.
-template <int kMode, class Nibbles>
-void GemvLut4With(const GemmProblem& p, const Nibbles& nibbles, int64_t n_begin, int64_t n_end) {
+template <int kMode, class Decoder>
+void GemvLut4With(const GemmProblem& p, const Decoder& decoder, int64_t n_begin, int64_t n_end) {
   const int64_t slice = (n_end - n_begin) / kLut4GemvRows;
   for (int64_t t = 0; t < slice; ++t) {
-    GemvLut4Rows<kLut4GemvRows, kMode>(p, nibbles, n_begin + t, slice);
+    GemvLut4Rows<kLut4GemvRows, kMode>(p, decoder, n_begin + t, slice);
   }
   for (int64_t n = n_begin + kLut4GemvRows * slice; n < n_end; ++n) {
-    GemvLut4Rows<1, kMode>(p, nibbles, n, 0);
-  }
-}
-
-template <int kMode>
-void GemvLut4(const GemmProblem& p, int64_t n_begin, int64_t n_end) {
-  const int offset = p.w->lut_offset;
-  if (kArithmeticNibbles && offset == LOWBIT_INT4_SYM_OFFSET) {
-    GemvLut4With<kMode>(p, SignedNibbles(), n_begin, n_end);
-  } else if (kArithmeticNibbles && offset == 0) {
-    GemvLut4With<kMode>(p, UnsignedNibbles(), n_begin, n_end);
-  } else {
-    GemvLut4With<kMode>(p, TableNibbles{Lut16(p.w->lut)}, n_begin, n_end);
+    GemvLut4Rows<1, kMode>(p, decoder, n, 0);
   }
 }
 
@@ -196,25 +272,38 @@ bool TryGemvLut4(const GemmProblem& p, int64_t n_begin, int64_t n_end) {
   if constexpr (!kHasGemvLut4) {
     return false;
   } else {
-    const CpuPacked& w = *p.w;
     if (p.m != 1 || p.x_lut4 == nullptr) return false;
-    if (w.group % kGemvBlock == 0 || w.group >= w.k_pad) {
-      GemvLut4<kWholeBlocks>(p, n_begin, n_end);
-      return true;
-    }
-    if constexpr (kGemvBlock > 64) {
-      if (w.group == 64) {
-        GemvLut4<kGroup64>(p, n_begin, n_end);
-        return true;
+    const int mode = GemvGroupMode(*p.w);
+    if (mode < 0) return false;
+    WithDecoder(*p.w, [&](const auto& decoder) {
+      if (mode == kWholeBlocks) {
+        GemvLut4With<kWholeBlocks>(p, decoder, n_begin, n_end);
+      } else if (mode == kGroup64) {
+        GemvLut4With<kGroup64>(p, decoder, n_begin, n_end);
+      } else {
+        GemvLut4With<kGroup32>(p, decoder, n_begin, n_end);
       }
-    }
-    if constexpr (kGemvBlock > 32) {
-      if (w.group == 32) {
-        GemvLut4<kGroup32>(p, n_begin, n_end);
-        return true;
-      }
-    }
+    });
+    return true;
+  }
+}
+
+// xp = x in the order w's GEMV decoder reads it (see WithDecoder); false without a LUT4 GEMV.
+bool PermuteXForLut4GemvImpl(const CpuPacked& w, const float* x, float* xp) {
+  if constexpr (!kHasGemvLut4) {
     return false;
+  } else {
+    if (GemvGroupMode(w) < 0) return false;
+    WithDecoder(w, [&](const auto& decoder) {
+      using Decoder = std::decay_t<decltype(decoder)>;
+      for (int64_t b = 0; b < w.k_pad; b += kGemvBlock) {
+        for (int64_t pos = 0; pos < kGemvBlock; ++pos) {
+          const int64_t e = b + Decoder::Element(pos);
+          xp[b + pos] = e < w.k_pad ? x[e] : 0.0f;
+        }
+      }
+    });
+    return true;
   }
 }
 
@@ -234,8 +323,6 @@ struct Lut4Raw {
 
 #endif  // LOWBIT_TILE_GEMM
 
-int64_t Lut4GemvLanesImpl() { return kHasGemvLut4 ? static_cast<int64_t>(kLanes) : 0; }
-
 void GemmLut4Impl(const GemmProblem& p, int64_t n_begin, int64_t n_end) {
   if (TryGemvLut4(p, n_begin, n_end)) return;
 #if LOWBIT_TILE_GEMM
@@ -254,9 +341,11 @@ HWY_AFTER_NAMESPACE();
 namespace lowbit::cpu {
 
 HWY_EXPORT(GemmLut4Impl);
-HWY_EXPORT(Lut4GemvLanesImpl);
+HWY_EXPORT(PermuteXForLut4GemvImpl);
 
-int64_t Lut4GemvLanes() { return HWY_DYNAMIC_DISPATCH(Lut4GemvLanesImpl)(); }
+bool PermuteXForLut4Gemv(const CpuPacked& w, const float* x, float* xp) {
+  return HWY_DYNAMIC_DISPATCH(PermuteXForLut4GemvImpl)(w, x, xp);
+}
 
 void GemmLut4(const GemmProblem& p, int64_t n_begin, int64_t n_end) {
   HWY_DYNAMIC_DISPATCH(GemmLut4Impl)(p, n_begin, n_end);
