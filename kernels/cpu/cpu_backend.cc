@@ -273,9 +273,11 @@ void ForEachRowTask(const CpuPacked& w, int64_t m, Context& ctx, const RowFn& ro
                   });
 }
 
-// Dense and fallback weights: Eigen float32 matmul over row tasks on ctx (GEMV rows in blocks
-// of kGemvRowsPerTask, a multiple of Eigen's row blocking, so a row's sum never depends on the
-// split).
+// Dense and fallback weights: Eigen float32. GEMV (M = 1) runs over row tasks on ctx: Eigen's
+// row-major GEMV computes each row the same way whatever the row block (blocks start at
+// multiples of kGemvRowsPerTask, a multiple of its row grouping), so bits do not depend on the
+// split. GEMM stays one Eigen call on the calling thread: Eigen sizes its k-blocking from the
+// whole problem, so a row split can change a product's summation order (seen on NEON).
 void DenseGemm(const CpuPacked& w, const MatmulArgs& a, float* y, Context& ctx) {
   using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   thread_local std::vector<float> xf;
@@ -284,13 +286,13 @@ void DenseGemm(const CpuPacked& w, const MatmulArgs& a, float* y, Context& ctx) 
   const Eigen::Map<const RowMajor> wm(w.dense.data(), w.rows, w.cols);
   const Eigen::Map<const RowMajor> xm(xf.data(), a.m, w.cols);
   Eigen::Map<RowMajor> ym(y, a.m, w.rows);
+  if (a.m > 1) {
+    ym.noalias() = xm * wm.transpose();
+    return;
+  }
   ForEachRowTask(w, a.m, ctx, [&](int64_t begin, int64_t end) {
-    const auto rows = wm.middleRows(begin, end - begin);
-    if (a.m == 1) {
-      ym.row(0).segment(begin, end - begin).transpose().noalias() = rows * xm.row(0).transpose();
-    } else {
-      ym.middleCols(begin, end - begin).noalias() = xm * rows.transpose();
-    }
+    ym.row(0).segment(begin, end - begin).transpose().noalias() =
+        wm.middleRows(begin, end - begin) * xm.row(0).transpose();
   });
 }
 
