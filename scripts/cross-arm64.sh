@@ -43,7 +43,7 @@ TRIPLE=aarch64-linux-gnu
 # No -L: the arm64 binaries use the multiarch glibc of libc6:arm64 (see the toolchain file).
 QEMU=(qemu-aarch64)
 # The kernel tests (tests/CMakeLists.txt): each runs on every compiled Highway target.
-TESTS=(quantize_kernels_test dequantize_kernels_test matmul_test matmul_blocking_test)
+TESTS=(quantize_kernels_test dequantize_kernels_test matmul_test matmul_blocking_test int8act_test)
 
 export DEBIAN_FRONTEND=noninteractive
 export PKG_CONFIG_LIBDIR="/usr/lib/$TRIPLE/pkgconfig:/usr/share/pkgconfig"

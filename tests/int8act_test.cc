@@ -1,5 +1,6 @@
-// The x86 256-bit int8-activation kernels (kernels/cpu/matmul_int8act.cc) on AVX2 and AVX3, both
-// with AVX-VNNI and forced onto the vpmaddubsw path (kernels/cpu/int8act_hooks.h), bit for bit
+// The int8-activation kernels with a run-time dot-product extension (kernels/cpu/
+// matmul_int8act.cc): x86 AVX2 and AVX3 with AVX-VNNI and forced onto the vpmaddubsw path, NEON
+// with and without sdot (kernels/cpu/int8act_hooks.h), bit for bit
 // against an exact integer reference, on shapes with tails: K not a multiple of 64, odd group
 // counts, groups longer than one int16 span (256 elements), M = 1..9, N not a multiple of 4,
 // and extreme codes that would saturate a wrong int16 bound.
@@ -129,23 +130,24 @@ std::vector<float> RunInt8Act(const PackedWeight& pw, const std::vector<float>& 
   return y;
 }
 
-class Int8ActX86Test : public ::testing::Test {
+class Int8ActDotExtensionTest : public ::testing::Test {
  protected:
   void TearDown() override {
-    cpu::SetInt8ActAvxVnniDisabledForTest(false);
+    cpu::SetInt8ActDotExtensionDisabledForTest(false);
     hwy::SetSupportedTargetsForTest(0);
   }
 };
 
-TEST_F(Int8ActX86Test, Avx2AndAvx3WithAndWithoutAvxVnniMatchReference) {
-#if HWY_ARCH_X86
+// The targets whose int8-activation kernels have a run-time dot-product extension: AVX2 and
+// AVX3 (AVX-VNNI, else maddubs) and NEON (sdot, else int16 madd); each with and without it.
+TEST_F(Int8ActDotExtensionTest, EachTargetWithAndWithoutTheExtensionMatchesReference) {
   std::vector<int64_t> targets;
   for (const int64_t t : hwy::SupportedAndGeneratedTargets()) {
-    if (t == HWY_AVX2 || t == HWY_AVX3) targets.push_back(t);
+    if (t == HWY_AVX2 || t == HWY_AVX3 || t == HWY_NEON) targets.push_back(t);
   }
-  if (targets.empty()) GTEST_SKIP() << "CPU runs neither AVX2 nor AVX3";
-  std::vector<bool> vnni_modes = {false};
-  if (cpu::CpuHasAvxVnni()) vnni_modes.push_back(true);
+  if (targets.empty()) GTEST_SKIP() << "CPU runs none of AVX2, AVX3, NEON";
+  std::vector<bool> ext_modes = {false};
+  if (cpu::CpuHasInt8DotExtension()) ext_modes.push_back(true);
   Context ctx(1);
   int runs = 0;
   for (const Shape3& s : kShapes) {
@@ -161,24 +163,22 @@ TEST_F(Int8ActX86Test, Avx2AndAvx3WithAndWithoutAvxVnniMatchReference) {
         const std::vector<float> want = Reference(q, x, m);
         for (const int64_t target : targets) {
           hwy::SetSupportedTargetsForTest(target);
-          for (const bool vnni : vnni_modes) {
-            cpu::SetInt8ActAvxVnniDisabledForTest(!vnni);
-            ASSERT_EQ(cpu::Int8ActUsesAvxVnni(), vnni);
+          for (const bool ext : ext_modes) {
+            cpu::SetInt8ActDotExtensionDisabledForTest(!ext);
+            ASSERT_EQ(cpu::Int8ActUsesDotExtension(), ext);
             const std::vector<float> y = RunInt8Act(pw, x, m, s.n, s.k, &ctx);
             ASSERT_TRUE(SameBits(y, want))
                 << FormatName(s.format) << " group " << s.group << " N=" << s.n << " K=" << s.k
                 << " M=" << m << " codes " << static_cast<int>(codes) << " on "
-                << hwy::TargetName(target) << (vnni ? " with" : " without") << " AVX-VNNI";
+                << hwy::TargetName(target) << (ext ? " with" : " without")
+                << " the dot-product extension";
             ++runs;
           }
         }
       }
     }
   }
-  EXPECT_EQ(runs, 8 * 3 * 9 * static_cast<int>(targets.size() * vnni_modes.size()));
-#else
-  GTEST_SKIP() << "x86 only";
-#endif
+  EXPECT_EQ(runs, 8 * 3 * 9 * static_cast<int>(targets.size() * ext_modes.size()));
 }
 
 }  // namespace

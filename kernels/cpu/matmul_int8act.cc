@@ -51,6 +51,22 @@
 #define LOWBIT_AVXVNNI_FN __attribute__((target(HWY_TARGET_STR ",avxvnni")))
 #endif
 
+// NEON on A64: the int8 dot product sdot (vdotq_s32, ARMv8.2 dotprod, optional before v8.4)
+// when the CPU has it (HWCAP_ASIMDDP). Highway 1.0.3's NEON target enables only "+crypto", so
+// the functions that use it name the architecture level with both features.
+#undef LOWBIT_NEONDOT_FN
+#if HWY_TARGET == HWY_NEON && HWY_ARCH_ARM_A64 && defined(__GNUC__)
+#define LOWBIT_NEONDOT_FN __attribute__((target("arch=armv8.2-a+dotprod+crypto")))
+#endif
+
+// The run-time-detected dot-product extension of this target, if any (int8act_hooks.h).
+#undef LOWBIT_DOTEXT_FN
+#if defined(LOWBIT_AVXVNNI_FN)
+#define LOWBIT_DOTEXT_FN LOWBIT_AVXVNNI_FN
+#elif defined(LOWBIT_NEONDOT_FN)
+#define LOWBIT_DOTEXT_FN LOWBIT_NEONDOT_FN
+#endif
+
 // Highway 1.0.3 compiles AVX3_DL without "avx512vnni" (its target string names only the VEX
 // "avxvnni"), although its runtime check requires AVX512-VNNI. Functions on the VNNI path add
 // the feature; every caller up to the dispatched entry carries it so that inlining works.
@@ -347,7 +363,7 @@ HWY_INLINE void AccumulateMaddubs(const uint8_t* const* codes, const int8_t* con
 
 #ifdef LOWBIT_AVXVNNI_FN
 // acc[r][i] += int32 lane partial sums of (v[r] + offset) * q[i] over [kb, ke) by AVX-VNNI.
-// Not HWY_INLINE: only callers compiled with AVX-VNNI may inline it (RowsAvxVnni flattens).
+// Not HWY_INLINE: only callers compiled with AVX-VNNI may inline it (RowsDotExt flattens).
 template <bool kFourBit, int R, int MB>
 LOWBIT_AVXVNNI_FN inline void AccumulateAvxVnni(const uint8_t* const* codes, const int8_t* const* q,
                                                 int64_t kb, int64_t ke, __m256i acc[R][MB]) {
@@ -369,10 +385,10 @@ LOWBIT_AVXVNNI_FN inline void AccumulateAvxVnni(const uint8_t* const* codes, con
 #endif  // LOWBIT_AVXVNNI_FN
 
 // The weight offset each variant's sums carry (see the comment above AccumulateMaddubs).
-template <bool kFourBit, bool kAvxVnni>
-constexpr int32_t kX86Offset = kFourBit ? LOWBIT_INT4_SYM_OFFSET : (kAvxVnni ? 128 : 0);
+template <bool kFourBit, bool kDotExt>
+constexpr int32_t kX86Offset = kFourBit ? LOWBIT_INT4_SYM_OFFSET : (kDotExt ? 128 : 0);
 
-template <bool kFourBit, int R, int MB, bool kAvxVnni>
+template <bool kFourBit, int R, int MB, bool kDotExt>
 HWY_INLINE void SegmentDots(const uint8_t* const* codes, const int8_t* const* q, int64_t kb,
                             int64_t ke, const int32_t* qsum_seg, int32_t dots[R][MB]) {
   __m256i acc[R][MB];
@@ -382,7 +398,7 @@ HWY_INLINE void SegmentDots(const uint8_t* const* codes, const int8_t* const* q,
   constexpr int kSub = kSubRows<R, MB>;
   for (int r0 = 0; r0 < R; r0 += kSub) {
 #ifdef LOWBIT_AVXVNNI_FN
-    if constexpr (kAvxVnni) {
+    if constexpr (kDotExt) {
       AccumulateAvxVnni<kFourBit, kSub, MB>(codes + r0, q, kb, ke, acc + r0);
       continue;
     }
@@ -399,7 +415,7 @@ HWY_INLINE void SegmentDots(const uint8_t* const* codes, const int8_t* const* q,
   }
   for (int r = 0; r < R; ++r) {
     for (int i = 0; i < MB; ++i) {
-      dots[r][i] = sums[r * MB + i] - kX86Offset<kFourBit, kAvxVnni> * qsum_seg[i];
+      dots[r][i] = sums[r * MB + i] - kX86Offset<kFourBit, kDotExt> * qsum_seg[i];
     }
   }
 }
@@ -407,7 +423,7 @@ HWY_INLINE void SegmentDots(const uint8_t* const* codes, const int8_t* const* q,
 // int4 weights, four activation rows: Block's epilogue with the four activation rows of a weight
 // row in the lanes of one float64 vector, as Int4GroupsVnni4 on AVX3_DL (same rounding: the
 // product d * scale is exact in float64, so the FMA equals the scalar multiply-then-add).
-template <int R, bool kAvxVnni>
+template <int R, bool kDotExt>
 HWY_INLINE void Int4Groups4(const Int8ActProblem& p, int64_t n0, int64_t m0,
                             const uint8_t* const* codes, const int8_t* const* q, double acc[R][4]) {
   const CpuPacked& w = *p.w;
@@ -426,7 +442,7 @@ HWY_INLINE void Int4Groups4(const Int8ActProblem& p, int64_t n0, int64_t m0,
         for (int i = 0; i < 4; ++i) a[r][i] = _mm256_setzero_si256();
       }
 #ifdef LOWBIT_AVXVNNI_FN
-      if constexpr (kAvxVnni) {
+      if constexpr (kDotExt) {
         AccumulateAvxVnni<true, kSub, 4>(codes + r0, q, kb, ke, a);
       } else  // NOLINT: the maddubs call below
 #endif
@@ -481,9 +497,53 @@ HWY_INLINE void LoadWeightsChunk(const uint8_t* codes, int64_t k, V16* out) {
   }
 }
 
+#ifdef LOWBIT_NEONDOT_FN
+// sdot: 4 int8 products summed into each int32 lane, exact (|sum| <= 4 * 128 * 127 per step).
+// Weight values v of 16 elements: int4 from a chunk's low or high nibbles minus 8, int8 as
+// stored; activations are the same 16 elements of q.
 template <bool kFourBit, int R, int MB>
+LOWBIT_NEONDOT_FN HWY_INLINE void SegmentDotsSdot(const uint8_t* const* codes,
+                                                  const int8_t* const* q, int64_t kb, int64_t ke,
+                                                  int32_t dots[R][MB]) {
+  int32x4_t acc[R][MB];
+  for (int r = 0; r < R; ++r) {
+    for (int i = 0; i < MB; ++i) acc[r][i] = vdupq_n_s32(0);
+  }
+  for (int64_t k = kb; k < ke; k += kChunk) {
+    int8x16_t w[R][2];
+    for (int r = 0; r < R; ++r) {
+      if constexpr (kFourBit) {
+        const uint8x16_t b = vld1q_u8(codes[r] + k / 2);
+        const int8x16_t offset = vdupq_n_s8(LOWBIT_INT4_SYM_OFFSET);
+        w[r][0] = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(b, vdupq_n_u8(0x0F))), offset);
+        w[r][1] = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(b, 4)), offset);
+      } else {
+        w[r][0] = vld1q_s8(reinterpret_cast<const int8_t*>(codes[r] + k));
+        w[r][1] = vld1q_s8(reinterpret_cast<const int8_t*>(codes[r] + k + 16));
+      }
+    }
+    for (int i = 0; i < MB; ++i) {
+      const int8x16_t x0 = vld1q_s8(q[i] + k), x1 = vld1q_s8(q[i] + k + 16);
+      for (int r = 0; r < R; ++r) {
+        acc[r][i] = vdotq_s32(vdotq_s32(acc[r][i], w[r][0], x0), w[r][1], x1);
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    for (int i = 0; i < MB; ++i) dots[r][i] = vaddvq_s32(acc[r][i]);
+  }
+}
+#endif  // LOWBIT_NEONDOT_FN
+
+template <bool kFourBit, int R, int MB, bool kDotExt = false>
 HWY_INLINE void SegmentDots(const uint8_t* const* codes, const int8_t* const* q, int64_t kb,
                             int64_t ke, const int32_t* /*qsum_seg*/, int32_t dots[R][MB]) {
+#ifdef LOWBIT_NEONDOT_FN
+  if constexpr (kDotExt) {
+    SegmentDotsSdot<kFourBit, R, MB>(codes, q, kb, ke, dots);
+    return;
+  }
+#endif
   const D16 d16;
   const D32 d32;
   const hn::Rebind<int8_t, D16> di8;
@@ -512,9 +572,9 @@ HWY_INLINE void SegmentDots(const uint8_t* const* codes, const int8_t* const* q,
 
 #endif  // HWY_TARGET == HWY_AVX3_DL
 
-// y[m0 .. m0 + MB) x [n0 .. n0 + R) of one call. kAvxVnni: the 256-bit x86 path uses AVX-VNNI
-// (instantiated only under RowsAvxVnni, which adds the feature); ignored on other targets.
-template <bool kFourBit, int R, int MB, bool kAvxVnni>
+// y[m0 .. m0 + MB) x [n0 .. n0 + R) of one call. kDotExt: the 256-bit x86 path uses AVX-VNNI
+// (instantiated only under RowsDotExt, which adds the feature); ignored on other targets.
+template <bool kFourBit, int R, int MB, bool kDotExt>
 LOWBIT_VNNI_FN void Block(const Int8ActProblem& p, int64_t n0, int64_t m0) {
   const CpuPacked& w = *p.w;
   const int64_t nseg = p.num_segments;
@@ -531,7 +591,7 @@ LOWBIT_VNNI_FN void Block(const Int8ActProblem& p, int64_t n0, int64_t m0) {
   } else  // NOLINT: the generic loop below
 #elif defined(LOWBIT_X86_256)
   if constexpr (kFourBit && MB == 4) {
-    Int4Groups4<R, kAvxVnni>(p, n0, m0, codes, q, acc);
+    Int4Groups4<R, kDotExt>(p, n0, m0, codes, q, acc);
   } else  // NOLINT: the generic loop below
 #endif
     for (int64_t s = 0; s < nseg; ++s) {
@@ -539,8 +599,8 @@ LOWBIT_VNNI_FN void Block(const Int8ActProblem& p, int64_t n0, int64_t m0) {
       const int64_t ke = std::min(kb + p.segment, w.k_pad);
       for (int i = 0; i < MB; ++i) qsum_seg[i] = p.qsum[(m0 + i) * nseg + s];
       int32_t dots[R][MB];
-#ifdef LOWBIT_X86_256
-      SegmentDots<kFourBit, R, MB, kAvxVnni>(codes, q, kb, ke, qsum_seg, dots);
+#if defined(LOWBIT_X86_256) || defined(LOWBIT_NEONDOT_FN)
+      SegmentDots<kFourBit, R, MB, kDotExt>(codes, q, kb, ke, qsum_seg, dots);
 #else
       SegmentDots<kFourBit, R, MB>(codes, q, kb, ke, qsum_seg, dots);
 #endif
@@ -572,38 +632,39 @@ LOWBIT_VNNI_FN void Block(const Int8ActProblem& p, int64_t n0, int64_t m0) {
   }
 }
 
-template <bool kFourBit, int R, bool kAvxVnni>
+template <bool kFourBit, int R, bool kDotExt>
 LOWBIT_VNNI_FN void RowBlock(const Int8ActProblem& p, int64_t n0) {
   int64_t m0 = 0;
-  for (; m0 + kActRows <= p.m; m0 += kActRows) Block<kFourBit, R, kActRows, kAvxVnni>(p, n0, m0);
+  for (; m0 + kActRows <= p.m; m0 += kActRows) Block<kFourBit, R, kActRows, kDotExt>(p, n0, m0);
   switch (p.m - m0) {
     case 3:
-      Block<kFourBit, R, 3, kAvxVnni>(p, n0, m0);
+      Block<kFourBit, R, 3, kDotExt>(p, n0, m0);
       break;
     case 2:
-      Block<kFourBit, R, 2, kAvxVnni>(p, n0, m0);
+      Block<kFourBit, R, 2, kDotExt>(p, n0, m0);
       break;
     case 1:
-      Block<kFourBit, R, 1, kAvxVnni>(p, n0, m0);
+      Block<kFourBit, R, 1, kDotExt>(p, n0, m0);
       break;
     default:
       break;
   }
 }
 
-template <bool kFourBit, bool kAvxVnni = false>
+template <bool kFourBit, bool kDotExt = false>
 LOWBIT_VNNI_FN void Rows(const Int8ActProblem& p, int64_t n_begin, int64_t n_end) {
   int64_t n = n_begin;
-  for (; n + kRows <= n_end; n += kRows) RowBlock<kFourBit, kRows, kAvxVnni>(p, n);
-  for (; n < n_end; ++n) RowBlock<kFourBit, 1, kAvxVnni>(p, n);
+  for (; n + kRows <= n_end; n += kRows) RowBlock<kFourBit, kRows, kDotExt>(p, n);
+  for (; n < n_end; ++n) RowBlock<kFourBit, 1, kDotExt>(p, n);
 }
 
-#ifdef LOWBIT_AVXVNNI_FN
-// Rows with AVX-VNNI: `flatten` inlines the whole chain (RowBlock, Block, SegmentDots,
-// AccumulateAvxVnni) into this function, which alone carries the AVX-VNNI feature, so the
-// VEX vpdpbusd is only ever executed after the run-time check in GemmInt8ActImpl.
+#ifdef LOWBIT_DOTEXT_FN
+// Rows with the dot-product extension (AVX-VNNI or NEON sdot): `flatten` inlines the whole
+// chain (RowBlock, Block, SegmentDots, the accumulate loop) into this function, which alone
+// carries the feature, so vpdpbusd / sdot only ever run after the run-time check in
+// GemmInt8ActImpl.
 template <bool kFourBit>
-LOWBIT_AVXVNNI_FN __attribute__((flatten)) void RowsAvxVnni(const Int8ActProblem& p,
+LOWBIT_DOTEXT_FN __attribute__((flatten)) void RowsDotExt(const Int8ActProblem& p,
                                                             int64_t n_begin, int64_t n_end) {
   Rows<kFourBit, true>(p, n_begin, n_end);
 }
@@ -617,12 +678,12 @@ void QuantizeActivationsInt8Impl(const float* x, int64_t m, int64_t k_pad, int64
 }
 
 LOWBIT_VNNI_FN void GemmInt8ActImpl(const Int8ActProblem& p, int64_t n_begin, int64_t n_end) {
-#ifdef LOWBIT_AVXVNNI_FN
-  if (Int8ActUsesAvxVnni()) {
+#ifdef LOWBIT_DOTEXT_FN
+  if (Int8ActUsesDotExtension()) {
     if (p.w->kind == CodeKind::kLut4) {
-      RowsAvxVnni<true>(p, n_begin, n_end);
+      RowsDotExt<true>(p, n_begin, n_end);
     } else {
-      RowsAvxVnni<false>(p, n_begin, n_end);
+      RowsDotExt<false>(p, n_begin, n_end);
     }
     return;
   }
@@ -641,22 +702,28 @@ HWY_AFTER_NAMESPACE();
 #if defined(__x86_64__) && LOWBIT_CAN_AVXVNNI
 #include <cpuid.h>
 #endif
+#if defined(__aarch64__) && defined(__linux__)
+#include <asm/hwcap.h>
+#include <sys/auxv.h>
+#endif
 #include <atomic>
 
 namespace lowbit::cpu {
 namespace {
 
-// Set by SetInt8ActAvxVnniDisabledForTest; relaxed: tests set it between matmul calls.
-std::atomic<bool> avx_vnni_disabled_for_test{false};
+// Set by SetInt8ActDotExtensionDisabledForTest; relaxed: tests set it between matmul calls.
+std::atomic<bool> dot_ext_disabled_for_test{false};
 
-bool DetectAvxVnni() {
-#if defined(__x86_64__) && LOWBIT_CAN_AVXVNNI
+bool DetectDotExtension() {
+#if defined(__aarch64__) && defined(__linux__)
+  return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
+#elif defined(__x86_64__) && LOWBIT_CAN_AVXVNNI
   // AVX-VNNI: CPUID leaf 7, subleaf 1, EAX bit 4. The AVX (YMM) state it needs is enabled
   // whenever Highway dispatches to AVX2 or AVX3, the only targets that read this.
-  constexpr unsigned kAvxVnniBit = 1u << 4;
+  constexpr unsigned kDotExtBit = 1u << 4;
   unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
   if (!__get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx)) return false;
-  return (eax & kAvxVnniBit) != 0;
+  return (eax & kDotExtBit) != 0;
 #else
   return false;
 #endif
@@ -664,17 +731,17 @@ bool DetectAvxVnni() {
 
 }  // namespace
 
-bool CpuHasAvxVnni() {
-  static const bool has = DetectAvxVnni();
+bool CpuHasInt8DotExtension() {
+  static const bool has = DetectDotExtension();
   return has;
 }
 
-void SetInt8ActAvxVnniDisabledForTest(bool disabled) {
-  avx_vnni_disabled_for_test.store(disabled, std::memory_order_relaxed);
+void SetInt8ActDotExtensionDisabledForTest(bool disabled) {
+  dot_ext_disabled_for_test.store(disabled, std::memory_order_relaxed);
 }
 
-bool Int8ActUsesAvxVnni() {
-  return CpuHasAvxVnni() && !avx_vnni_disabled_for_test.load(std::memory_order_relaxed);
+bool Int8ActUsesDotExtension() {
+  return CpuHasInt8DotExtension() && !dot_ext_disabled_for_test.load(std::memory_order_relaxed);
 }
 
 HWY_EXPORT(QuantizeActivationsInt8Impl);
