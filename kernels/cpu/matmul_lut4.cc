@@ -213,6 +213,8 @@ HWY_INLINE void GemvLut4Rows(const GemmProblem& p, const Decoder& decoder, int64
     for (; blk < group_end; ++blk) {
       const size_t lanes = HWY_LIKELY(blk < full_blocks) ? kLanes : tail_lanes;
       const float* HWY_RESTRICT xb = xp + blk * kGemvBlock;
+      // Unrolled, so that every row's partial sum stays in a register.
+#pragma GCC unroll 8
       for (int r = 0; r < R; ++r) {
         const uint8_t* src = codes[r] + blk * (kGemvBlock / 2);
         hwy::Prefetch(src + kPrefetchBytes);
@@ -288,6 +290,15 @@ bool TryGemvLut4(const GemmProblem& p, int64_t n_begin, int64_t n_end) {
   }
 }
 
+// A decoder's Element(pos) for every position of a block, as a table (the permutation runs on
+// every GEMV call; a table lookup is cheaper than the index arithmetic).
+struct BlockOrder {
+  explicit BlockOrder(int64_t (*element)(int64_t)) {
+    for (int64_t pos = 0; pos < kGemvBlock; ++pos) this->element[pos] = static_cast<int16_t>(element(pos));
+  }
+  int16_t element[kGemvBlock];
+};
+
 // xp = x in the order w's GEMV decoder reads it (see WithDecoder); false without a LUT4 GEMV.
 bool PermuteXForLut4GemvImpl(const CpuPacked& w, const float* x, float* xp) {
   if constexpr (!kHasGemvLut4) {
@@ -296,11 +307,14 @@ bool PermuteXForLut4GemvImpl(const CpuPacked& w, const float* x, float* xp) {
     if (GemvGroupMode(w) < 0) return false;
     WithDecoder(w, [&](const auto& decoder) {
       using Decoder = std::decay_t<decltype(decoder)>;
-      for (int64_t b = 0; b < w.k_pad; b += kGemvBlock) {
-        for (int64_t pos = 0; pos < kGemvBlock; ++pos) {
-          const int64_t e = b + Decoder::Element(pos);
-          xp[b + pos] = e < w.k_pad ? x[e] : 0.0f;
-        }
+      static const BlockOrder order(&Decoder::Element);  // per target and decoder, built once
+      const int64_t full = w.k_pad / kGemvBlock * kGemvBlock;
+      for (int64_t b = 0; b < full; b += kGemvBlock) {
+        for (int64_t pos = 0; pos < kGemvBlock; ++pos) xp[b + pos] = x[b + order.element[pos]];
+      }
+      for (int64_t pos = 0; full < w.k_pad && pos < kGemvBlock; ++pos) {
+        const int64_t e = full + order.element[pos];
+        xp[full + pos] = e < w.k_pad ? x[e] : 0.0f;
       }
     });
     return true;
