@@ -4,7 +4,10 @@
 #define LOWBIT_SRC_SCRATCH_H_
 
 #include <cstddef>
+#include <initializer_list>
 #include <vector>
+
+#include "lowbit/dtype.h"
 
 namespace lowbit::internal {
 
@@ -59,6 +62,42 @@ class ThreadScratch {
   Slot* slot_ = nullptr;  // the borrowed per-thread slot, or nullptr (re-entrant borrow)
   std::vector<T> private_;
   T* data_ = nullptr;
+};
+
+// A matmul's x and y views in per-thread storage (ThreadScratch, one Tag per use site): a view
+// built on the stack would allocate its Shape vector on every call.
+template <class Tag>
+class ThreadMatmulViews {
+ public:
+  ThreadMatmulViews(const void* x, void* y, DType dtype, std::initializer_list<int64_t> x_shape,
+                    std::initializer_list<int64_t> y_shape)
+      : x_(*x_scratch_.Resize(1)), y_(*y_scratch_.Resize(1)) {
+    x_.data = x;
+    x_.dtype = dtype;
+    x_.shape.assign(x_shape);
+    y_.data = y;
+    y_.dtype = dtype;
+    y_.shape.assign(y_shape);
+  }
+  // Same, with the shapes of existing views.
+  ThreadMatmulViews(const void* x, void* y, DType dtype, const Shape& x_shape,
+                    const Shape& y_shape)
+      : x_(*x_scratch_.Resize(1)), y_(*y_scratch_.Resize(1)) {
+    x_.data = x;
+    x_.dtype = dtype;
+    x_.shape.assign(x_shape.begin(), x_shape.end());
+    y_.data = y;
+    y_.dtype = dtype;
+    y_.shape.assign(y_shape.begin(), y_shape.end());
+  }
+  const ConstTensorView& x() const { return x_; }
+  const TensorView& y() const { return y_; }
+
+ private:
+  ThreadScratch<ConstTensorView, Tag> x_scratch_;
+  ThreadScratch<TensorView, Tag> y_scratch_;
+  ConstTensorView& x_;
+  TensorView& y_;
 };
 
 }  // namespace lowbit::internal

@@ -19,59 +19,11 @@
 #include "lowbit/context.h"
 #include "lowbit/ops.h"
 #include "lowbit/quantize.h"
+#include "int8act_reference.h"
 #include "reference/reference.h"
 
 namespace lowbit {
 namespace {
-
-// The documented semantics (matmul_int8act.cc header), written independently of the kernels:
-// activation codes by the absmax rule, integer dot products per segment in int64, the fixed
-// float64 epilogue.
-std::vector<float> Reference(const QuantizedTensor& w, const std::vector<float>& x, int64_t m) {
-  const QuantState& s = w.state;
-  const int64_t n = s.rows(), k = s.cols();
-  std::vector<float> y(static_cast<size_t>(m * n));
-  for (int64_t i = 0; i < m; ++i) {
-    float a = 0.0f;
-    bool finite = true;
-    for (int64_t j = 0; j < k; ++j) {
-      finite = finite && std::isfinite(x[i * k + j]);
-      a = std::max(a, std::fabs(x[i * k + j]));
-    }
-    std::vector<int64_t> q(static_cast<size_t>(k), 0);
-    if (finite && a > 0.0f) {
-      const float mul = std::min(127.0f / a, std::numeric_limits<float>::max());
-      for (int64_t j = 0; j < k; ++j) {
-        q[j] = static_cast<int64_t>(std::clamp(
-            testing::RoundHalfEven(static_cast<double>(x[i * k + j] * mul)), -127.0, 127.0));
-      }
-    }
-    for (int64_t r = 0; r < n; ++r) {
-      double v;
-      if (s.format == Format::kInt8) {
-        int64_t dot = 0;
-        for (int64_t j = 0; j < k; ++j) {
-          dot += static_cast<int64_t>(static_cast<int8_t>(w.data[r * k + j])) * q[j];
-        }
-        const double aw = s.scales[s.granularity == Granularity::kTensor ? 0 : r];
-        v = ((static_cast<double>(dot) * aw) * static_cast<double>(a)) / 16129.0;
-      } else {
-        const int64_t groups = (k + s.block_size - 1) / s.block_size;
-        double acc = 0.0;
-        for (int64_t g = 0; g < groups; ++g) {
-          int64_t dot = 0;
-          for (int64_t j = g * s.block_size; j < std::min(k, (g + 1) * s.block_size); ++j) {
-            dot += (static_cast<int64_t>(ref::Nibble(w.data.data(), r * k + j)) - 8) * q[j];
-          }
-          acc += static_cast<double>(dot) * static_cast<double>(s.scales[r * groups + g]);
-        }
-        v = (acc * static_cast<double>(a)) / 127.0;
-      }
-      y[i * n + r] = finite ? static_cast<float>(v) : std::numeric_limits<float>::quiet_NaN();
-    }
-  }
-  return y;
-}
 
 bool SameBits(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
@@ -160,7 +112,7 @@ TEST_F(Int8ActDotExtensionTest, EachTargetWithAndWithoutTheExtensionMatchesRefer
           for (int64_t j = 0; j < m * s.k; ++j) x[j] = (j / s.k) % 2 ? -1.0f : 1.0f;
         }
         if (m >= 5) x[4 * s.k + s.k / 2] = std::numeric_limits<float>::quiet_NaN();
-        const std::vector<float> want = Reference(q, x, m);
+        const std::vector<float> want = testing::Int8ActReference(q, x, m);
         for (const int64_t target : targets) {
           hwy::SetSupportedTargetsForTest(target);
           for (const bool ext : ext_modes) {

@@ -23,6 +23,7 @@
 
 #include "backend.h"
 #include "format_test_util.h"
+#include "int8act_reference.h"
 #include "gtest/gtest.h"
 #include "hwy/targets.h"
 #include "kernels/cpu/matmul_amx.h"
@@ -36,6 +37,7 @@ namespace {
 
 using testing::DenseTensor;
 using testing::ExpectError;
+using testing::Int8ActReference;
 using testing::Randn;
 using testing::WidenWithEigen;
 
@@ -623,57 +625,8 @@ TEST(MatmulApi, ValidationErrorsAreClear) {
               Status::kUnsupportedBackend, {"no_such_backend"});
 }
 
-// ---- int8-activation path
-// ------------------------------------------------------------------------ Exact reference of the
-// documented semantics (kernels/cpu/matmul_int8act.cc, docs/kernels.md): activation codes by the
-// absmax rule, integer dot products in int64, fixed float64 epilogue.
-std::vector<float> Int8ActReference(const QuantizedTensor& q, const std::vector<float>& xv,
-                                    int64_t m) {
-  const QuantState& s = q.state;
-  const int64_t n = s.rows(), k = s.cols();
-  std::vector<float> y(static_cast<size_t>(m * n));
-  for (int64_t i = 0; i < m; ++i) {
-    float a = 0.0f;
-    bool finite = true;
-    for (int64_t j = 0; j < k; ++j) {
-      finite = finite && std::isfinite(xv[i * k + j]);
-      a = std::max(a, std::fabs(xv[i * k + j]));
-    }
-    std::vector<int64_t> qx(static_cast<size_t>(k), 0);
-    if (finite && a > 0.0f) {
-      const float mul = std::min(127.0f / a, std::numeric_limits<float>::max());
-      for (int64_t j = 0; j < k; ++j) {
-        const float t = xv[i * k + j] * mul;
-        qx[j] = static_cast<int64_t>(
-            std::clamp(testing::RoundHalfEven(static_cast<double>(t)), -127.0, 127.0));
-      }
-    }
-    for (int64_t r = 0; r < n; ++r) {
-      double v;
-      if (s.format == Format::kInt8) {
-        int64_t dot = 0;
-        for (int64_t j = 0; j < k; ++j) {
-          dot += static_cast<int64_t>(static_cast<int8_t>(q.data[r * k + j])) * qx[j];
-        }
-        const double aw = s.scales[s.granularity == Granularity::kTensor ? 0 : r];
-        v = ((static_cast<double>(dot) * aw) * static_cast<double>(a)) / 16129.0;
-      } else {  // int4 symmetric, groups along the row
-        const int64_t groups = (k + s.block_size - 1) / s.block_size;
-        double acc = 0.0;
-        for (int64_t g = 0; g < groups; ++g) {
-          int64_t dot = 0;
-          for (int64_t j = g * s.block_size; j < std::min(k, (g + 1) * s.block_size); ++j) {
-            dot += (static_cast<int64_t>(ref::Nibble(q.data.data(), r * k + j)) - 8) * qx[j];
-          }
-          acc += static_cast<double>(dot) * static_cast<double>(s.scales[r * groups + g]);
-        }
-        v = (acc * static_cast<double>(a)) / 127.0;
-      }
-      y[i * n + r] = finite ? static_cast<float>(v) : std::numeric_limits<float>::quiet_NaN();
-    }
-  }
-  return y;
-}
+// ---- int8-activation path ----------------------------------------------------------------------
+// Int8ActReference: the exact reference of the documented semantics (tests/int8act_reference.h).
 
 struct Int8ActCase {
   const char* name;

@@ -14,6 +14,7 @@ namespace lowbit::nn {
 
 namespace {
 
+using internal::ThreadMatmulViews;
 using internal::ThreadScratch;
 
 std::string Kib(int64_t bytes) {
@@ -227,17 +228,8 @@ void Linear8bit::ForwardInt8(const ConstTensorView& x, const TensorView& y, Cont
   }
   ThreadScratch<float, struct Int8OutTag> out_scratch;
   float* out = out_scratch.Resize(static_cast<size_t>(m * n));
-  ThreadScratch<ConstTensorView, struct Int8XViewTag> xv_scratch;
-  ThreadScratch<TensorView, struct Int8YViewTag> yv_scratch;
-  ConstTensorView& xv = *xv_scratch.Resize(1);
-  xv.data = xf;
-  xv.dtype = DType::kF32;
-  xv.shape.assign({m, k});
-  TensorView& yv = *yv_scratch.Resize(1);
-  yv.data = out;
-  yv.dtype = DType::kF32;
-  yv.shape.assign({m, n});
-  Matmul(packed(), xv, yv, int8, bias, ctx);
+  const ThreadMatmulViews<struct Int8ViewTag> views(xf, out, DType::kF32, {m, k}, {m, n});
+  Matmul(packed(), views.x(), views.y(), int8, bias, ctx);
   // Outlier part: out += X[:, cols] · (CB[:, cols] * SCB / 127)ᵀ in float; bnb rounds the
   // dequantized columns to A.dtype, so a 16-bit x gets 16-bit weight columns.
   const int8_t* cb = reinterpret_cast<const int8_t*>(weight_.data.data());
@@ -354,8 +346,6 @@ void Linear4bit::Forward(const ConstTensorView& x, const TensorView& y, Context*
   ThreadScratch<float, struct Linear4bitTmpTag> tmp_scratch;
   ThreadScratch<uint16_t, struct Linear4bitXTag> xc_scratch;
   ThreadScratch<uint16_t, struct Linear4bitYTag> yc_scratch;
-  ThreadScratch<ConstTensorView, struct Linear4bitXViewTag> xv_scratch;
-  ThreadScratch<TensorView, struct Linear4bitYViewTag> yv_scratch;
   float* tmp = tmp_scratch.Resize(static_cast<size_t>(std::max(nx, ny)));
   uint16_t* xc = xc_scratch.Resize(static_cast<size_t>(nx));
   uint16_t* yc = yc_scratch.Resize(static_cast<size_t>(ny));
@@ -365,15 +355,8 @@ void Linear4bit::Forward(const ConstTensorView& x, const TensorView& y, Context*
     return "Linear4bit: y " + ShapeToString(y.shape) + " must hold " + std::to_string(ny) +
            " elements";
   });
-  ConstTensorView& xv = *xv_scratch.Resize(1);
-  xv.data = xc;
-  xv.dtype = cd;
-  xv.shape.assign(x.shape.begin(), x.shape.end());
-  TensorView& yv = *yv_scratch.Resize(1);
-  yv.data = yc;
-  yv.dtype = cd;
-  yv.shape.assign(y.shape.begin(), y.shape.end());
-  Matmul(packed(), xv, yv, has_bias() ? bias_.data() : nullptr, ctx);
+  const ThreadMatmulViews<struct Linear4bitViewTag> views(xc, yc, cd, x.shape, y.shape);
+  Matmul(packed(), views.x(), views.y(), has_bias() ? bias_.data() : nullptr, ctx);
   ToF32(yc, cd, ny, tmp);
   FromF32(tmp, ny, y.data, y.dtype);
 }

@@ -224,23 +224,16 @@ void LoRAQuantLinear::Forward(const ConstTensorView& x, const TensorView& y, Con
   // keep their capacity, so a warm forward allocates nothing.
   ThreadScratch<float, struct LoRAXTag> x_scratch;
   ThreadScratch<float, struct LoRAYTag> y_scratch;
-  ThreadScratch<ConstTensorView, struct LoRAXViewTag> xv_scratch;
-  ThreadScratch<TensorView, struct LoRAYViewTag> yv_scratch;
   float* xf = x_scratch.Resize(static_cast<size_t>(nx));
   float* yf = y_scratch.Resize(static_cast<size_t>(m * n));
   ToF32(x.data, x.dtype, nx, xf);
-  ConstTensorView& xv = *xv_scratch.Resize(1);
-  xv.data = xf;
-  xv.dtype = DType::kF32;
-  xv.shape.assign({m, k});
-  TensorView& yv = *yv_scratch.Resize(1);
-  yv.data = yf;
-  yv.dtype = DType::kF32;
-  yv.shape.assign({m, n});
+  const internal::ThreadMatmulViews<struct LoRAViewTag> views(xf, yf, DType::kF32, {m, k},
+                                                              {m, n});
   if (merged_ && merge_mode_ == MergeMode::kDense) {
-    Matmul(*merged_dense_, xv, yv, base_->has_bias() ? base_->bias().data() : nullptr, ctx);
+    Matmul(*merged_dense_, views.x(), views.y(),
+           base_->has_bias() ? base_->bias().data() : nullptr, ctx);
   } else {
-    base_->Forward(xv, yv, ctx);
+    base_->Forward(views.x(), views.y(), ctx);
   }
   LoRALinear* active = merged_ ? nullptr : Active();
   if (active != nullptr) active->Forward(xf, m, yf, training_);
