@@ -1,8 +1,10 @@
 // Registry of the backends built into this library (DESIGN §5): CPU always, others by option.
 #include <atomic>
+#include <cstdlib>
 #include <string>
 
 #include "backend.h"
+#include "hwy/targets.h"
 #include "kernels/cpu/cpu_kernels.h"
 
 namespace lowbit {
@@ -23,7 +25,34 @@ const std::vector<const Backend*>& Backends() {
   return backends;
 }
 
-const Backend& CpuBackend() { return cpu::kBackend; }
+namespace {
+
+// LOWBIT_CPU_TARGET=NAME (a Highway target name as hwy::TargetName prints it: AVX3_DL, AVX3,
+// AVX2, SSE4, NEON, ...) restricts the CPU kernels' dispatch to that compiled target when this
+// CPU runs it, so one machine can run another CPU kind's code paths (benchmarks through the C
+// ABI, bug reports). Read once, on first use of the CPU backend; a name this CPU cannot run, or
+// no variable, leaves dispatch to the best target.
+void ApplyCpuTargetOverride() {
+  static const bool applied = [] {
+    const char* name = std::getenv("LOWBIT_CPU_TARGET");
+    if (name == nullptr || *name == '\0') return false;
+    for (const int64_t t : hwy::SupportedAndGeneratedTargets()) {
+      if (std::string(name) == hwy::TargetName(t)) {
+        hwy::SetSupportedTargetsForTest(t);
+        return true;
+      }
+    }
+    return false;
+  }();
+  (void)applied;
+}
+
+}  // namespace
+
+const Backend& CpuBackend() {
+  ApplyCpuTargetOverride();
+  return cpu::kBackend;
+}
 
 namespace {
 std::atomic<int64_t> g_serial_matmul_macs{kDefaultSerialMatmulMacs};
