@@ -12,9 +12,10 @@
 //   BM_GemvCApi/<format>/f32/<NxK>/threads:<t>
 //   BM_Gemm/<format>/<act>/M<m>/<N>x<K>/threads:<t>
 //   BM_Quantize/<format>, BM_Dequantize/<format>
-// <act> is the activation dtype (f32; bf16 for the 4-bit formats) or `int8`: float32 input
+// <act> is the activation dtype (f32; bf16 for the 4-bit formats), `int8`: float32 input
 // with MatmulOptions::int8_activations (rows quantized to int8, integer dot products; int4 and
-// int8 weights only).
+// int8 weights only), or `bf16c` (GEMM only): float32 input with MatmulOptions::bf16_compute
+// (AMX-BF16 tiles where the CPU has them, else the float path).
 // The 64x64 GEMV (f32 activations, 1 thread) measures per-call overhead rather than bandwidth;
 // BM_GemvCApi makes the same call through the C ABI (liblowbit_c: lowbit_quantize, lowbit_pack,
 // lowbit_gemv; f32_eigen there is the C ABI's f32 format, whose matmul is lowbit's Eigen path).
@@ -89,11 +90,15 @@ struct ActCase {
   const char* name;
   DType dtype;
   bool int8;
+  bool bf16_compute;  // MatmulOptions::bf16_compute (GEMM only: AMX-BF16 tiles where present)
 };
-const ActCase kActs[] = {{"f32", DType::kF32, false}, {"bf16", DType::kBF16, false},
-                         {"int8", DType::kF32, true}};
+const ActCase kActs[] = {{"f32", DType::kF32, false, false},
+                         {"bf16", DType::kBF16, false, false},
+                         {"int8", DType::kF32, true, false},
+                         {"bf16c", DType::kF32, false, true}};
 bool Applies(const FormatCase& f, const ActCase& a) {
   if (a.int8) return f.int8_act;
+  if (a.bf16_compute) return !f.eigen;
   return a.dtype == DType::kF32 || f.bf16_act;
 }
 
@@ -224,6 +229,7 @@ Activations MakeActivations(const ActCase& act_case, int64_t m, int64_t k) {
   const DType act = act_case.dtype;
   Activations a;
   a.options.int8_activations = act_case.int8;
+  a.options.bf16_compute = act_case.bf16_compute;
   const std::vector<float>& values = RandomValues(m * k);
   a.f32.assign(values.begin(), values.end());
   Shape shape = m == 1 ? Shape{k} : Shape{m, k};
@@ -429,7 +435,7 @@ void RegisterAll() {
   for (const MatrixShape& s : kGemvShapes) {
     for (const FormatCase& f : kFormats) {
       for (const ActCase& act : kActs) {
-        if (!Applies(f, act)) continue;
+        if (!Applies(f, act) || act.bf16_compute) continue;  // bf16c: M >= 16 only
         for (int t : kThreadCounts) {
           const std::string name = std::string("BM_Gemv/") + f.name + "/" + act.name + "/" +
                                    s.label + ThreadsSuffix(t);

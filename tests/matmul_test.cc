@@ -765,6 +765,66 @@ TEST(Int8ActAmx, TileKernelAndVnniKernelMatchReference) {
   hwy::SetSupportedTargetsForTest(0);
 }
 
+// MatmulOptions::bf16_compute on an AMX-BF16 CPU (M >= 16): within the bf16 bound of the
+// float64 reference for every packed format, different bits from the float path (the tiles
+// ran), and the float path's exact bits when AMX is switched off or M < 16.
+TEST(Bf16Amx, WithinTheBf16BoundAndFloatPathOtherwise) {
+  Context ctx(2);
+  MatmulOptions bf16;
+  bf16.bf16_compute = true;
+  MatmulOptions both = bf16;
+  both.int8_activations = true;
+  {
+    const QuantizedTensor q = MakeWeight(WeightCases()[0], 8, 64, 1);
+    const DenseTensor x(Randn(2 * 64, 1), DType::kF32, {2, 64});
+    ExpectError([&] { RunMatmul(Pack(q), x, 2, DType::kF32, nullptr, &ctx, both); },
+                Status::kUnsupportedFormat, {"exclude each other"});
+  }
+  if (!cpu::AmxBf16Usable()) GTEST_SKIP() << "no AMX-BF16 on this CPU (or not granted)";
+  hwy::SetSupportedTargetsForTest(HWY_AVX3_DL);
+  int differing = 0;
+  for (const WeightCase& c : WeightCases()) {
+    if (IsDense(c.format)) continue;
+    for (const int64_t n : {int64_t{37}, int64_t{65}}) {
+      const QuantizedTensor q = MakeWeight(c, n, c.k, 9);
+      const PackedWeight pw = Pack(q);
+      const std::vector<float> wv = RefDequantize(q);
+      const std::vector<float> bias = Randn(n, 3);
+      for (const int64_t m : {int64_t{5}, int64_t{16}, int64_t{33}, int64_t{70}}) {
+        const DenseTensor x(Randn(m * c.k, static_cast<uint32_t>(m)), DType::kF32, {m, c.k});
+        const Reference r(x.values(), wv, m, n, c.k);
+        const std::vector<float> y = RunMatmul(pw, x, m, DType::kF32, bias.data(), &ctx, bf16);
+        const std::vector<float> f32 = RunMatmul(pw, x, m, DType::kF32, bias.data(), &ctx);
+        cpu::SetAmxDisabledForTest(true);
+        const std::vector<float> off = RunMatmul(pw, x, m, DType::kF32, bias.data(), &ctx, bf16);
+        cpu::SetAmxDisabledForTest(false);
+        EXPECT_TRUE(SameBits(off, f32)) << c.name << " M=" << m << ": AMX off must be the float path";
+        if (m < cpu::kAmxMinRows) {
+          EXPECT_TRUE(SameBits(y, f32)) << c.name << " M=" << m << ": below 16 rows, float path";
+          continue;
+        }
+        differing += SameBits(y, f32) ? 0 : 1;
+        // Each product: x and w rounded to bf16 (2^-9 relative each), summed in float32.
+        const double gamma = std::ldexp(1.0, -8) + static_cast<double>(c.k + 8) * std::ldexp(1.0, -24);
+        int bad = 0;
+        for (int64_t i = 0; i < m; ++i) {
+          for (int64_t j = 0; j < n; ++j) {
+            const double want = r.ref(i, j) + bias[j];
+            const double tol = gamma * (r.mag(i, j) + std::fabs(bias[j])) + 1e-30;
+            if (!(std::fabs(y[i * n + j] - want) <= tol) && ++bad <= 3) {
+              ADD_FAILURE() << c.name << " M=" << m << " N=" << n << ": y[" << i << ", " << j
+                            << "] = " << y[i * n + j] << ", want " << want << " +- " << tol;
+            }
+          }
+        }
+        EXPECT_EQ(bad, 0) << c.name;
+      }
+    }
+  }
+  EXPECT_GT(differing, 0) << "bf16_compute never changed a result: the AMX path did not run";
+  hwy::SetSupportedTargetsForTest(0);
+}
+
 // The error int8 activations add on Gaussian data, relative to the float path with the same
 // weights (the numbers quoted in docs/kernels.md; printed for the record).
 TEST(Int8ActError, RelativeErrorVsFloatActivationsIsSmall) {

@@ -51,6 +51,13 @@ struct MatmulOptions {
   // docs/kernels.md). A row holding Inf or NaN yields NaN outputs. Other formats reject it
   // with Error(kUnsupportedFormat).
   bool int8_activations = false;
+  // Float activations, any packed format: permits bfloat16 compute where it is faster. On CPUs
+  // with AMX-BF16 (Sapphire Rapids and later) and M >= 16, activations and dequantized weights
+  // are rounded to bfloat16 (round to nearest even) and their products summed in float32 by
+  // AMX tiles: each product carries up to ~2^-8 relative error instead of float32 rounding
+  // (docs/kernels.md §4). Elsewhere, and for M < 16, the float32 path runs as without it, so
+  // results depend on the CPU. Cannot be combined with int8_activations.
+  bool bf16_compute = false;
 };
 
 // Repacks `w` (2-D, canonical) for the named backend ("" or "cpu" = CPU; "cuda" when built in and a GPU is present).

@@ -225,6 +225,9 @@ std::string Supports(Format format, BackendOp op, DType activation, const Matmul
   if (!IsFloatActivation(activation)) {
     return std::string("activations must be f32, f16 or bf16, got ") + DTypeName(activation);
   }
+  if (options.int8_activations && options.bf16_compute) {
+    return "int8_activations and bf16_compute exclude each other";
+  }
   if (options.int8_activations && format != Format::kInt8 && format != Format::kInt4) {
     return std::string("int8 activations need int8 or int4 (symmetric) weights, got ") +
            FormatName(format);
@@ -330,6 +333,23 @@ void Int8ActGemm(const CpuPacked& w, const MatmulArgs& a, const float* x, float*
   ForEachRowTask(w, a.m, ctx, [&](int64_t begin, int64_t end) { GemmInt8Act(p, begin, end); });
 }
 
+// MatmulOptions::bf16_compute on an AMX-BF16 CPU: activations rounded to bf16 on this thread,
+// tasks of whole AMX weight blocks.
+void Bf16AmxGemm(const CpuPacked& w, const MatmulArgs& a, float* y, Context& ctx) {
+  thread_local std::vector<float> xbuf;
+  thread_local std::vector<uint16_t> xb;
+  xb.resize(static_cast<size_t>(AmxActivationRows(a.m) * w.k_pad + kAmxSlackBytes));
+  ActivationsToBf16Amx(StageActivations(w, a, xbuf), a.m, w.k_pad, xb.data());
+  GemmProblem p;
+  p.w = &w;
+  p.m = a.m;
+  p.y = y;
+  const uint16_t* x16 = xb.data();  // the caller's thread_local: tasks on workers take the pointer
+  ctx.ParallelFor((w.rows + kAmxBlockRows - 1) / kAmxBlockRows, [&](int64_t begin, int64_t end) {
+    GemmBf16Amx(p, x16, begin * kAmxBlockRows, std::min(w.rows, end * kAmxBlockRows));
+  });
+}
+
 void Gemm(const BackendPacked& packed, const MatmulArgs& a, Context& ctx) {
   const CpuPacked& w = static_cast<const CpuPacked&>(packed);
   const int64_t n = w.rows, k = w.cols;
@@ -344,6 +364,8 @@ void Gemm(const BackendPacked& packed, const MatmulArgs& a, Context& ctx) {
     Int8ActGemm(w, a, StageActivations(w, a, xbuf), y, ctx);
   } else if (w.kind == CodeKind::kDense) {
     DenseGemm(w, a, y, ctx);
+  } else if (a.options.bf16_compute && a.m >= kAmxMinRows && AmxBf16Usable()) {
+    Bf16AmxGemm(w, a, y, ctx);
   } else {
     StageActivations(w, a, xbuf);
     GemmProblem p;

@@ -320,6 +320,18 @@ void GemmTileT(const GemmProblem& p, const Raw& raw, int64_t n_begin, int64_t n_
   }
 }
 
+// Raw values v of 4-bit codes [k0, k0 + kLanes) of a row for GemmTileT: elements k0 % 32 < 16
+// are the low nibbles of the 32-code chunk's bytes, the rest the high ones.
+struct Lut4Raw {
+  const CpuPacked& w;
+  Lut16 lut;
+  HWY_INLINE VF operator()(int64_t row, int64_t k0) const {
+    const VI codes =
+        LoadU8AsI32(w.codes.data() + row * w.row_bytes + (k0 / kChunk) * 16 + k0 % 16);
+    return lut((k0 & 16) ? hn::ShiftRight<4>(codes) : codes);
+  }
+};
+
 // Raw values of byte codes [k0, k0 + kLanes) of a row (DecodeBytes kinds) for GemmTileT.
 template <CodeKind kKind, bool kFinite = false>
 struct ByteRaw {
@@ -328,6 +340,23 @@ struct ByteRaw {
     return DecodeBytes<kKind, kFinite>(w, w.codes.data() + row * w.row_bytes + k0);
   }
 };
+
+// Calls fn(raw) with the raw-value decoder of w's code kind (not kDense).
+template <class Fn>
+HWY_INLINE void WithRaw(const CpuPacked& w, const Fn& fn) {
+  switch (w.kind) {
+    case CodeKind::kLut4: return fn(Lut4Raw{w, Lut16(w.lut)});
+    case CodeKind::kInt8: return fn(ByteRaw<CodeKind::kInt8>{w});
+    case CodeKind::kUInt8: return fn(ByteRaw<CodeKind::kUInt8>{w});
+    case CodeKind::kLut8: return fn(ByteRaw<CodeKind::kLut8>{w});
+    case CodeKind::kFP8E4M3:
+      return w.fp8_finite ? fn(ByteRaw<CodeKind::kFP8E4M3, true>{w})
+                          : fn(ByteRaw<CodeKind::kFP8E4M3>{w});
+    default:
+      return w.fp8_finite ? fn(ByteRaw<CodeKind::kFP8E5M2, true>{w})
+                          : fn(ByteRaw<CodeKind::kFP8E5M2>{w});
+  }
+}
 
 #else
 #define LOWBIT_TILE_GEMM 0

@@ -165,6 +165,98 @@ LOWBIT_AMX_FN void AccumulateDots(const int32_t* c, int64_t* dot) {
   }
 }
 
+// ---- bf16 (MatmulOptions::bf16_compute) ----------------------------------------------------------
+
+#undef LOWBIT_AMX_BF16_FN
+#define LOWBIT_AMX_BF16_FN \
+  __attribute__((target(HWY_TARGET_STR ",amx-tile,amx-bf16,avx512bf16")))
+
+constexpr int64_t kStepKBf16 = 32;  // bf16 per tile row: k per TDPBF16PS
+
+// Both B tiles of weight rows [n0, n0 + 32) (rows >= n_end zero) for k in [k0, k0 + 32): the
+// dequantized weights (v - zero) * scale rounded to bf16, in the pair layout TDPBF16PS reads
+// (row r, 4 bytes per column c = weight row c at k 2r, 2r + 1), into b (2 x 1024 bytes).
+template <class Raw>
+LOWBIT_AMX_BF16_FN HWY_INLINE void PrepareBf16Step(const CpuPacked& w, const Raw& raw, int64_t n0,
+                                                   int64_t n_end, int64_t k0, uint8_t* b) {
+  const DF df;
+  const bool asym = !w.zeros.empty();
+  const int64_t g = k0 / w.group;  // groups are multiples of 32: one per step
+  for (int t = 0; t < 2; ++t) {
+    __m512 v[kTileRows];
+    for (int c = 0; c < kTileRows; ++c) {
+      const int64_t n = n0 + t * kTileRows + c;
+      if (n >= n_end) {
+        v[c] = _mm512_setzero_ps();
+        continue;
+      }
+      const int64_t s = n * w.groups_per_row + g;
+      VF lo = raw(n, k0), hi = raw(n, k0 + 16);
+      if (asym) {
+        lo = hn::Sub(lo, hn::Set(df, w.zeros[s]));
+        hi = hn::Sub(hi, hn::Set(df, w.zeros[s]));
+      }
+      const VF scale = hn::Set(df, w.scales[s]);
+      // [bf16(k0 .. k0 + 15), bf16(k0 + 16 .. k0 + 31)]: 32-bit lane r = pair (2r, 2r + 1).
+      v[c] = _mm512_castsi512_ps(reinterpret_cast<__m512i>(
+          _mm512_cvtne2ps_pbh(hn::Mul(hi, scale).raw, hn::Mul(lo, scale).raw)));
+    }
+    TransposeSquare(v);
+    for (int r = 0; r < kTileRows; ++r) {
+      _mm512_store_ps(b + t * kBTileBytes + r * kStepK, v[r]);
+    }
+  }
+}
+
+// C (4 float32 tiles, [32, 32] into c) of one activation block (rows of xb, k_pad bf16 each)
+// times the prepared weight block b over all `steps` 32-k steps.
+LOWBIT_AMX_BF16_FN void BlockTilesBf16(const uint16_t* xb, int64_t k_pad, int64_t steps,
+                                       const uint8_t* b, float* c) {
+  _tile_zero(4);
+  _tile_zero(5);
+  _tile_zero(6);
+  _tile_zero(7);
+  const int64_t stride = k_pad * static_cast<int64_t>(sizeof(uint16_t));
+  for (int64_t s = 0; s < steps; ++s) {
+    const uint16_t* a = xb + s * kStepKBf16;
+    _tile_loadd(0, a, stride);
+    _tile_loadd(1, a + kTileRows * k_pad, stride);
+    _tile_loadd(2, b + s * 2 * kBTileBytes, kStepK);
+    _tile_loadd(3, b + s * 2 * kBTileBytes + kBTileBytes, kStepK);
+    _tile_dpbf16ps(4, 0, 2);
+    _tile_dpbf16ps(5, 0, 3);
+    _tile_dpbf16ps(6, 1, 2);
+    _tile_dpbf16ps(7, 1, 3);
+  }
+  constexpr int kStride = 32 * sizeof(float);
+  _tile_stored(4, c, kStride);
+  _tile_stored(5, c + 16, kStride);
+  _tile_stored(6, c + 16 * 32, kStride);
+  _tile_stored(7, c + 16 * 32 + 16, kStride);
+}
+
+template <class Raw>
+LOWBIT_AMX_BF16_FN void GemmBf16Rows(const GemmProblem& p, const uint16_t* xb, const Raw& raw,
+                                     int64_t n_begin, int64_t n_end, uint8_t* b, float* c) {
+  const CpuPacked& w = *p.w;
+  const int64_t steps = w.k_pad / kStepKBf16;
+  ConfigureTiles();
+  for (int64_t n0 = n_begin; n0 < n_end; n0 += kAmxBlockRows) {
+    const int64_t nb = std::min(kAmxBlockRows, n_end - n0);
+    for (int64_t s = 0; s < steps; ++s) {
+      PrepareBf16Step(w, raw, n0, n0 + nb, s * kStepKBf16, b + s * 2 * kBTileBytes);
+    }
+    for (int64_t m0 = 0; m0 < p.m; m0 += kAmxBlockM) {
+      BlockTilesBf16(xb + m0 * w.k_pad, w.k_pad, steps, b, c);
+      const int64_t mb = std::min(kAmxBlockM, p.m - m0);
+      for (int64_t i = 0; i < mb; ++i) {
+        std::copy(c + i * 32, c + i * 32 + nb, p.y + (m0 + i) * w.rows + n0);
+      }
+    }
+  }
+  ReleaseTiles();
+}
+
 }  // namespace
 
 LOWBIT_AMX_FN void GemmInt8ActAmxImpl(const Int8ActProblem& p, int64_t n_begin, int64_t n_end) {
@@ -246,10 +338,46 @@ LOWBIT_AMX_FN void GemmInt8ActAmxImpl(const Int8ActProblem& p, int64_t n_begin, 
   ReleaseTiles();
 }
 
+LOWBIT_AMX_BF16_FN void ActivationsToBf16AmxImpl(const float* x, int64_t m, int64_t k_pad,
+                                                 uint16_t* xb) {
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t k = 0; k < k_pad; k += 32) {  // k_pad is a multiple of 32
+      const __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + i * k_pad + k + 16),
+                                             _mm512_loadu_ps(x + i * k_pad + k));
+      _mm512_storeu_si512(xb + i * k_pad + k, reinterpret_cast<__m512i>(v));
+    }
+  }
+  std::fill(xb + m * k_pad, xb + AmxActivationRows(m) * k_pad, uint16_t{0});
+}
+
+LOWBIT_AMX_BF16_FN void GemmBf16AmxImpl(const GemmProblem& p, const uint16_t* xb, int64_t n_begin,
+                                        int64_t n_end) {
+  const int64_t steps = p.w->k_pad / kStepKBf16;
+  // Per-thread workspaces, grown once: B tiles of one weight block, C tiles.
+  thread_local hwy::AlignedFreeUniquePtr<uint8_t[]> b;
+  thread_local int64_t b_bytes = 0;
+  if (b_bytes < steps * 2 * kBTileBytes) {
+    b_bytes = steps * 2 * kBTileBytes;
+    b = hwy::AllocateAligned<uint8_t>(static_cast<size_t>(b_bytes));
+  }
+  alignas(64) float c[32 * 32];
+  WithRaw(*p.w, [&](const auto& raw) { GemmBf16Rows(p, xb, raw, n_begin, n_end, b.get(), c); });
+}
+
 #else  // LOWBIT_AMX
 
 void GemmInt8ActAmxImpl(const Int8ActProblem&, int64_t, int64_t) {
   HWY_ABORT("lowbit: the AMX kernel ran on target %s (AmxInt8Usable() must hold)",
+            hwy::TargetName(HWY_TARGET));
+}
+
+void ActivationsToBf16AmxImpl(const float*, int64_t, int64_t, uint16_t*) {
+  HWY_ABORT("lowbit: the AMX kernel ran on target %s (AmxBf16Usable() must hold)",
+            hwy::TargetName(HWY_TARGET));
+}
+
+void GemmBf16AmxImpl(const GemmProblem&, const uint16_t*, int64_t, int64_t) {
+  HWY_ABORT("lowbit: the AMX kernel ran on target %s (AmxBf16Usable() must hold)",
             hwy::TargetName(HWY_TARGET));
 }
 
@@ -264,11 +392,19 @@ namespace {
 
 std::atomic<bool> amx_disabled_for_test{false};
 
-bool DetectAmxInt8() {
+// Whether the CPU has AMX-TILE and `feature` (CPUID.(7,0):EDX bit 25 AMX-INT8, bit 22 AMX-BF16;
+// AVX512-BF16 is CPUID.(7,1):EAX bit 5) and Linux grants the tile state.
+enum class AmxKind { kInt8, kBf16 };
+bool DetectAmx(AmxKind kind) {
 #if defined(__x86_64__) && defined(__linux__)
   unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
   if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return false;
-  if (!((edx >> 24 & 1) && (edx >> 25 & 1))) return false;  // AMX-TILE, AMX-INT8
+  if (!(edx >> 24 & 1)) return false;  // AMX-TILE
+  if (kind == AmxKind::kInt8 && !(edx >> 25 & 1)) return false;
+  if (kind == AmxKind::kBf16) {
+    if (!(edx >> 22 & 1)) return false;
+    if (!__get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx) || !(eax >> 5 & 1)) return false;
+  }
   // Tile data is a dynamically enabled state: a process asks for it before its first use
   // (arch_prctl ARCH_REQ_XCOMP_PERM = 0x1023 for XFEATURE_XTILEDATA = 18).
   constexpr int kArchReqXcompPerm = 0x1023;
@@ -282,9 +418,25 @@ bool DetectAmxInt8() {
 }  // namespace
 
 HWY_EXPORT(GemmInt8ActAmxImpl);
+HWY_EXPORT(ActivationsToBf16AmxImpl);
+HWY_EXPORT(GemmBf16AmxImpl);
+
+bool AmxBf16Usable() {
+  static const bool cpu_ok = DetectAmx(AmxKind::kBf16);
+  return cpu_ok && !amx_disabled_for_test.load(std::memory_order_relaxed) &&
+         (hwy::SupportedTargets() & HWY_AVX3_DL) != 0;
+}
+
+void ActivationsToBf16Amx(const float* x, int64_t m, int64_t k_pad, uint16_t* xb) {
+  HWY_DYNAMIC_DISPATCH(ActivationsToBf16AmxImpl)(x, m, k_pad, xb);
+}
+
+void GemmBf16Amx(const GemmProblem& p, const uint16_t* xb, int64_t n_begin, int64_t n_end) {
+  HWY_DYNAMIC_DISPATCH(GemmBf16AmxImpl)(p, xb, n_begin, n_end);
+}
 
 bool AmxInt8Usable() {
-  static const bool cpu_ok = DetectAmxInt8();
+  static const bool cpu_ok = DetectAmx(AmxKind::kInt8);
   return cpu_ok && !amx_disabled_for_test.load(std::memory_order_relaxed) &&
          (hwy::SupportedTargets() & HWY_AVX3_DL) != 0;
 }

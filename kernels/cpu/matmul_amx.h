@@ -1,4 +1,5 @@
-// AMX int8 tile GEMM for the int8-activation path (internal to the CPU backend; matmul_amx.cc).
+// AMX tile GEMMs: int8 for the int8-activation path, bf16 for MatmulOptions::bf16_compute
+// (internal to the CPU backend; matmul_amx.cc).
 #ifndef LOWBIT_KERNELS_CPU_MATMUL_AMX_H_
 #define LOWBIT_KERNELS_CPU_MATMUL_AMX_H_
 
@@ -37,6 +38,19 @@ void SetAmxDisabledForTest(bool disabled);
 // n_begin must be a multiple of kAmxBlockRows; needs AmxInt8Usable(). Runs on the calling
 // thread; configures and releases the thread's tiles.
 void GemmInt8ActAmx(const Int8ActProblem& p, int64_t n_begin, int64_t n_end);
+
+// True when MatmulOptions::bf16_compute may use AMX-BF16 tiles: as AmxInt8Usable(), with the
+// AMX-BF16 and AVX512-BF16 CPUID bits instead of AMX-INT8. Thread-safe.
+bool AmxBf16Usable();
+
+// Rounds rows of x ([m, k_pad] float32) to bfloat16 (round to nearest even) into xb, which holds
+// AmxActivationRows(m) rows of k_pad (zero past m) plus kAmxSlackBytes. Calling thread.
+void ActivationsToBf16Amx(const float* x, int64_t m, int64_t k_pad, uint16_t* xb);
+
+// Rows [n_begin, n_end) of y for every m with AMX-BF16 tiles (TDPBF16PS): y = bf16(x) .
+// bf16(dequantized W)^T summed in float32. p.x is ignored; xb is ActivationsToBf16Amx's output.
+// n_begin must be a multiple of kAmxBlockRows; needs AmxBf16Usable(). Calling thread.
+void GemmBf16Amx(const GemmProblem& p, const uint16_t* xb, int64_t n_begin, int64_t n_end);
 
 }  // namespace lowbit::cpu
 

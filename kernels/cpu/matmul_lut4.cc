@@ -327,22 +327,6 @@ bool PermuteXForLut4GemvImpl(const CpuPacked& w, const float* x, float* xp) {
   }
 }
 
-#if LOWBIT_TILE_GEMM
-
-// Raw values v of codes [k0, k0 + kLanes) of a row for the k-major GEMM tiles (matmul-inl.h):
-// elements k0 % 32 < 16 are the low nibbles of the 32-code chunk's bytes, the rest the high ones.
-struct Lut4Raw {
-  const CpuPacked& w;
-  Lut16 lut;
-  HWY_INLINE VF operator()(int64_t row, int64_t k0) const {
-    const VI codes =
-        LoadU8AsI32(w.codes.data() + row * w.row_bytes + (k0 / kChunk) * 16 + k0 % 16);
-    return lut((k0 & 16) ? hn::ShiftRight<4>(codes) : codes);
-  }
-};
-
-#endif  // LOWBIT_TILE_GEMM
-
 void GemmLut4Impl(const GemmProblem& p, int64_t n_begin, int64_t n_end) {
   if (TryGemvLut4(p, n_begin, n_end)) return;
 #if LOWBIT_TILE_GEMM
