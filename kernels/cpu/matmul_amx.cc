@@ -116,31 +116,41 @@ LOWBIT_AMX_FN void PrepareBStep(const CpuPacked& w, int64_t n0, int64_t n_end, i
   }
 }
 
-// The int32 C tiles of one activation block (rows m0.. of q) times the weight block prepared in
-// b for segment steps [step_begin, step_end) into c ([32, 32] int32).
-LOWBIT_AMX_FN void SegmentTiles(const int8_t* q, int64_t k_pad, const int64_t* step_k,
-                                int64_t step_begin, int64_t step_end, const int8_t* b,
-                                int32_t* c) {
+// C of one activation block: four 16 x 16 tiles, float32 (kBf16) or int32, stored as [32, 32]
+// into c. For steps s in [s_begin, s_end): A tiles at a + a_offset[s] bytes (two tiles of 16
+// rows, `stride` bytes apart), B tiles at b + s * 2 * kBTileBytes; TDPBF16PS (kBf16) or TDPBSSD.
+template <bool kBf16>
+__attribute__((target(HWY_TARGET_STR ",amx-tile,amx-int8,amx-bf16"))) void BlockTiles(
+    const uint8_t* a, int64_t stride, const int64_t* a_offset, int64_t s_begin, int64_t s_end,
+    const uint8_t* b, void* c) {
   _tile_zero(4);
   _tile_zero(5);
   _tile_zero(6);
   _tile_zero(7);
-  for (int64_t s = step_begin; s < step_end; ++s) {
-    const int8_t* a = q + step_k[s];
-    _tile_loadd(0, a, k_pad);
-    _tile_loadd(1, a + kTileRows * k_pad, k_pad);
+  for (int64_t s = s_begin; s < s_end; ++s) {
+    const uint8_t* as = a + a_offset[s];
+    _tile_loadd(0, as, stride);
+    _tile_loadd(1, as + kTileRows * stride, stride);
     _tile_loadd(2, b + s * 2 * kBTileBytes, kStepK);
     _tile_loadd(3, b + s * 2 * kBTileBytes + kBTileBytes, kStepK);
-    _tile_dpbssd(4, 0, 2);
-    _tile_dpbssd(5, 0, 3);
-    _tile_dpbssd(6, 1, 2);
-    _tile_dpbssd(7, 1, 3);
+    if constexpr (kBf16) {
+      _tile_dpbf16ps(4, 0, 2);
+      _tile_dpbf16ps(5, 0, 3);
+      _tile_dpbf16ps(6, 1, 2);
+      _tile_dpbf16ps(7, 1, 3);
+    } else {
+      _tile_dpbssd(4, 0, 2);
+      _tile_dpbssd(5, 0, 3);
+      _tile_dpbssd(6, 1, 2);
+      _tile_dpbssd(7, 1, 3);
+    }
   }
-  constexpr int kStride = 32 * sizeof(int32_t);
-  _tile_stored(4, c, kStride);
-  _tile_stored(5, c + 16, kStride);
-  _tile_stored(6, c + 16 * 32, kStride);
-  _tile_stored(7, c + 16 * 32 + 16, kStride);
+  constexpr int kStride = 32 * 4;  // float32 or int32
+  char* out = static_cast<char*>(c);
+  _tile_stored(4, out, kStride);
+  _tile_stored(5, out + 16 * 4, kStride);
+  _tile_stored(6, out + 16 * kStride, kStride);
+  _tile_stored(7, out + 16 * kStride + 16 * 4, kStride);
 }
 
 // int4: acc[i, j] += f64(c[i, j]) * scale[j] (exact products, so FMA rounds like mul + add).
@@ -208,38 +218,13 @@ LOWBIT_AMX_BF16_FN HWY_INLINE void PrepareBf16Step(const CpuPacked& w, const Raw
   }
 }
 
-// C (4 float32 tiles, [32, 32] into c) of one activation block (rows of xb, k_pad bf16 each)
-// times the prepared weight block b over all `steps` 32-k steps.
-LOWBIT_AMX_BF16_FN void BlockTilesBf16(const uint16_t* xb, int64_t k_pad, int64_t steps,
-                                       const uint8_t* b, float* c) {
-  _tile_zero(4);
-  _tile_zero(5);
-  _tile_zero(6);
-  _tile_zero(7);
-  const int64_t stride = k_pad * static_cast<int64_t>(sizeof(uint16_t));
-  for (int64_t s = 0; s < steps; ++s) {
-    const uint16_t* a = xb + s * kStepKBf16;
-    _tile_loadd(0, a, stride);
-    _tile_loadd(1, a + kTileRows * k_pad, stride);
-    _tile_loadd(2, b + s * 2 * kBTileBytes, kStepK);
-    _tile_loadd(3, b + s * 2 * kBTileBytes + kBTileBytes, kStepK);
-    _tile_dpbf16ps(4, 0, 2);
-    _tile_dpbf16ps(5, 0, 3);
-    _tile_dpbf16ps(6, 1, 2);
-    _tile_dpbf16ps(7, 1, 3);
-  }
-  constexpr int kStride = 32 * sizeof(float);
-  _tile_stored(4, c, kStride);
-  _tile_stored(5, c + 16, kStride);
-  _tile_stored(6, c + 16 * 32, kStride);
-  _tile_stored(7, c + 16 * 32 + 16, kStride);
-}
-
 template <class Raw>
 LOWBIT_AMX_BF16_FN void GemmBf16Rows(const GemmProblem& p, const uint16_t* xb, const Raw& raw,
-                                     int64_t n_begin, int64_t n_end, uint8_t* b, float* c) {
+                                     int64_t n_begin, int64_t n_end, const int64_t* a_offset,
+                                     uint8_t* b, float* c) {
   const CpuPacked& w = *p.w;
   const int64_t steps = w.k_pad / kStepKBf16;
+  const int64_t stride = w.k_pad * static_cast<int64_t>(sizeof(uint16_t));
   ConfigureTiles();
   for (int64_t n0 = n_begin; n0 < n_end; n0 += kAmxBlockRows) {
     const int64_t nb = std::min(kAmxBlockRows, n_end - n0);
@@ -247,7 +232,8 @@ LOWBIT_AMX_BF16_FN void GemmBf16Rows(const GemmProblem& p, const uint16_t* xb, c
       PrepareBf16Step(w, raw, n0, n0 + nb, s * kStepKBf16, b + s * 2 * kBTileBytes);
     }
     for (int64_t m0 = 0; m0 < p.m; m0 += kAmxBlockM) {
-      BlockTilesBf16(xb + m0 * w.k_pad, w.k_pad, steps, b, c);
+      BlockTiles<true>(reinterpret_cast<const uint8_t*>(xb + m0 * w.k_pad), stride, a_offset, 0,
+                       steps, b, c);
       const int64_t mb = std::min(kAmxBlockM, p.m - m0);
       for (int64_t i = 0; i < mb; ++i) {
         std::copy(c + i * 32, c + i * 32 + nb, p.y + (m0 + i) * w.rows + n0);
@@ -263,8 +249,8 @@ LOWBIT_AMX_FN void GemmInt8ActAmxImpl(const Int8ActProblem& p, int64_t n_begin, 
   const CpuPacked& w = *p.w;
   const bool four_bit = w.kind == CodeKind::kLut4;
   const int64_t nseg = p.num_segments;
-  // Steps of 64 k, segment by segment: step_k[s] = first k of step s; segment g owns steps
-  // [seg_step[g], seg_step[g + 1]).
+  // Steps of 64 k, segment by segment: step_k[s] = first k of step s (also the byte offset of
+  // its A tiles in a row of q); segment g owns steps [seg_step[g], seg_step[g + 1]).
   thread_local std::vector<int64_t> step_k, seg_step;
   step_k.clear();
   seg_step.assign(static_cast<size_t>(nseg + 1), 0);
@@ -310,7 +296,9 @@ LOWBIT_AMX_FN void GemmInt8ActAmxImpl(const Int8ActProblem& p, int64_t n_begin, 
       std::fill(dot.begin(), dot.end(), 0);
       const int8_t* q = p.q + m0 * w.k_pad;
       for (int64_t g = 0; g < nseg; ++g) {
-        SegmentTiles(q, w.k_pad, step_k.data(), seg_step[g], seg_step[g + 1], b.get(), c.data());
+        BlockTiles<false>(reinterpret_cast<const uint8_t*>(q), w.k_pad, step_k.data(),
+                          seg_step[g], seg_step[g + 1], reinterpret_cast<const uint8_t*>(b.get()),
+                          c.data());
         if (four_bit) {
           AccumulateScaled(c.data(), scales.data() + g * 32, acc.data());
         } else {
@@ -360,8 +348,14 @@ LOWBIT_AMX_BF16_FN void GemmBf16AmxImpl(const GemmProblem& p, const uint16_t* xb
     b_bytes = steps * 2 * kBTileBytes;
     b = hwy::AllocateAligned<uint8_t>(static_cast<size_t>(b_bytes));
   }
+  // Byte offset of each step's A tiles in an activation block.
+  thread_local std::vector<int64_t> a_offset;
+  a_offset.resize(static_cast<size_t>(steps));
+  for (int64_t s = 0; s < steps; ++s) a_offset[s] = s * kStepKBf16 * 2;
   alignas(64) float c[32 * 32];
-  WithRaw(*p.w, [&](const auto& raw) { GemmBf16Rows(p, xb, raw, n_begin, n_end, b.get(), c); });
+  WithRaw(*p.w, [&](const auto& raw) {
+    GemmBf16Rows(p, xb, raw, n_begin, n_end, a_offset.data(), b.get(), c);
+  });
 }
 
 #else  // LOWBIT_AMX
