@@ -255,11 +255,13 @@ const float* StageActivations(const CpuPacked& w, const MatmulArgs& a, std::vect
 }
 
 // Runs rows(begin_row, end_row) over the w.rows output columns on ctx, in tasks of a few rows
-// for GEMV (m == 1) and more for GEMM. Below SerialMatmulMacs() multiply-adds (backend.h) the
-// whole range runs on the calling thread without touching ctx: same bits, since a task boundary
-// never changes how a row is computed.
+// for GEMV (m == 1) and more for GEMM, or `rows_per_task` when given (AMX kernels: whole tile
+// blocks). Below SerialMatmulMacs() multiply-adds (backend.h) the whole range runs on the calling
+// thread without touching ctx: same bits, since a task boundary never changes how a row is
+// computed.
 template <class RowFn>
-void ForEachRowTask(const CpuPacked& w, int64_t m, Context& ctx, const RowFn& rows) {
+void ForEachRowTask(const CpuPacked& w, int64_t m, Context& ctx, const RowFn& rows,
+                    int64_t rows_per_task = 0) {
   const int64_t n = w.rows;
   if (n * w.k_pad < SerialMatmulMacs() / m) {  // m * n * k < threshold, without overflow
     rows(int64_t{0}, n);
@@ -269,7 +271,8 @@ void ForEachRowTask(const CpuPacked& w, int64_t m, Context& ctx, const RowFn& ro
   const struct {
     const RowFn* rows;
     int64_t n, rows_per_task;
-  } task{&rows, n, (m == 1) ? kGemvRowsPerTask : kGemmRowsPerTask};
+  } task{&rows, n,
+         rows_per_task > 0 ? rows_per_task : (m == 1) ? kGemvRowsPerTask : kGemmRowsPerTask};
   ctx.ParallelFor((n + task.rows_per_task - 1) / task.rows_per_task,
                   [t = &task](int64_t begin, int64_t end) {
                     (*t->rows)(begin * t->rows_per_task, std::min(t->n, end * t->rows_per_task));
@@ -324,10 +327,10 @@ void Int8ActGemm(const CpuPacked& w, const MatmulArgs& a, const float* x, float*
   p.qsum = qsum.data();
   p.absmax = absmax.data();
   p.y = y;
-  if (amx) {  // tasks of whole AMX weight blocks
-    ctx.ParallelFor((w.rows + kAmxBlockRows - 1) / kAmxBlockRows, [&](int64_t begin, int64_t end) {
-      GemmInt8ActAmx(p, begin * kAmxBlockRows, std::min(w.rows, end * kAmxBlockRows));
-    });
+  if (amx) {  // tasks of whole AMX weight blocks (32 rows)
+    ForEachRowTask(
+        w, a.m, ctx, [&](int64_t begin, int64_t end) { GemmInt8ActAmx(p, begin, end); },
+        kAmxBlockRows);
     return;
   }
   ForEachRowTask(w, a.m, ctx, [&](int64_t begin, int64_t end) { GemmInt8Act(p, begin, end); });
@@ -345,9 +348,9 @@ void Bf16AmxGemm(const CpuPacked& w, const MatmulArgs& a, float* y, Context& ctx
   p.m = a.m;
   p.y = y;
   const uint16_t* x16 = xb.data();  // the caller's thread_local: tasks on workers take the pointer
-  ctx.ParallelFor((w.rows + kAmxBlockRows - 1) / kAmxBlockRows, [&](int64_t begin, int64_t end) {
-    GemmBf16Amx(p, x16, begin * kAmxBlockRows, std::min(w.rows, end * kAmxBlockRows));
-  });
+  ForEachRowTask(
+      w, a.m, ctx, [&](int64_t begin, int64_t end) { GemmBf16Amx(p, x16, begin, end); },
+      kAmxBlockRows);
 }
 
 void Gemm(const BackendPacked& packed, const MatmulArgs& a, Context& ctx) {
