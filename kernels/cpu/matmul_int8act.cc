@@ -129,7 +129,8 @@ void QuantizeRows(const float* x, int64_t m, int64_t k_pad, int64_t seg, int8_t*
 }
 
 // ---- integer dot products over one segment ------------------------------------------------------
-// SegmentDots<R, MB>(...) sets dots[r][i] = sum over [kb, ke) of v[n0 + r, k] * q[m0 + i, k].
+// SegmentDots<R, MB>(...) sets dots[r][i] = sum over [kb, ke) of v[row r, k] * q[m0 + i, k]
+// (row r of a block: n0 + r * stride).
 
 #if HWY_TARGET == HWY_AVX3_DL
 // VNNI: vpdpbusd multiplies unsigned bytes by signed bytes. The weight operand is made unsigned
@@ -234,7 +235,8 @@ LOWBIT_VNNI_FN HWY_INLINE void SegmentDots(const uint8_t* const* codes, const in
 // four activation rows of a weight row in the lanes of one float64 vector. acc += d * scale with
 // d * scale exact in float64, so the FMA rounds exactly like the scalar multiply-then-add.
 template <int R>
-LOWBIT_VNNI_FN HWY_INLINE void Int4GroupsVnni4(const Int8ActProblem& p, int64_t n0, int64_t m0,
+LOWBIT_VNNI_FN HWY_INLINE void Int4GroupsVnni4(const Int8ActProblem& p, int64_t n0,
+                                               int64_t stride, int64_t m0,
                                                const uint8_t* const* codes, const int8_t* const* q,
                                                double acc[R][4]) {
   const CpuPacked& w = *p.w;
@@ -256,7 +258,8 @@ LOWBIT_VNNI_FN HWY_INLINE void Int4GroupsVnni4(const Int8ActProblem& p, int64_t 
     for (int r = 0; r < R; ++r) {
       const __m128i d = _mm_sub_epi32(ReduceFour(a[r][0], a[r][1], a[r][2], a[r][3]), off);
       const __m256d scale =
-          _mm256_set1_pd(static_cast<double>(w.scales[(n0 + r) * w.groups_per_row + s]));
+          _mm256_set1_pd(
+              static_cast<double>(w.scales[(n0 + r * stride) * w.groups_per_row + s]));
       accv[r] = _mm256_fmadd_pd(_mm256_cvtepi32_pd(d), scale, accv[r]);
     }
   }
@@ -424,7 +427,7 @@ HWY_INLINE void SegmentDots(const uint8_t* const* codes, const int8_t* const* q,
 // row in the lanes of one float64 vector, as Int4GroupsVnni4 on AVX3_DL (same rounding: the
 // product d * scale is exact in float64, so the FMA equals the scalar multiply-then-add).
 template <int R, bool kDotExt>
-HWY_INLINE void Int4Groups4(const Int8ActProblem& p, int64_t n0, int64_t m0,
+HWY_INLINE void Int4Groups4(const Int8ActProblem& p, int64_t n0, int64_t stride, int64_t m0,
                             const uint8_t* const* codes, const int8_t* const* q, double acc[R][4]) {
   const CpuPacked& w = *p.w;
   const int64_t nseg = p.num_segments;
@@ -458,7 +461,8 @@ HWY_INLINE void Int4Groups4(const Int8ActProblem& p, int64_t n0, int64_t m0,
     for (int r = 0; r < R; ++r) {
       const __m128i d = _mm_sub_epi32(sums[r], off);
       const __m256d scale =
-          _mm256_set1_pd(static_cast<double>(w.scales[(n0 + r) * w.groups_per_row + s]));
+          _mm256_set1_pd(
+              static_cast<double>(w.scales[(n0 + r * stride) * w.groups_per_row + s]));
       accv[r] = _mm256_fmadd_pd(_mm256_cvtepi32_pd(d), scale, accv[r]);
     }
   }
@@ -575,23 +579,23 @@ HWY_INLINE void SegmentDots(const uint8_t* const* codes, const int8_t* const* q,
 // y[m0 .. m0 + MB) x [n0 .. n0 + R) of one call. kDotExt: the 256-bit x86 path uses AVX-VNNI
 // (instantiated only under RowsDotExt, which adds the feature); ignored on other targets.
 template <bool kFourBit, int R, int MB, bool kDotExt>
-LOWBIT_VNNI_FN void Block(const Int8ActProblem& p, int64_t n0, int64_t m0) {
+LOWBIT_VNNI_FN void Block(const Int8ActProblem& p, int64_t n0, int64_t stride, int64_t m0) {
   const CpuPacked& w = *p.w;
   const int64_t nseg = p.num_segments;
   const uint8_t* codes[R];
   const int8_t* q[MB];
-  for (int r = 0; r < R; ++r) codes[r] = w.codes.data() + (n0 + r) * w.row_bytes;
+  for (int r = 0; r < R; ++r) codes[r] = w.codes.data() + (n0 + r * stride) * w.row_bytes;
   for (int i = 0; i < MB; ++i) q[i] = p.q + (m0 + i) * w.k_pad;
   double acc[R][MB] = {};
   int64_t dot64[R][MB] = {};
   int32_t qsum_seg[MB];
 #if HWY_TARGET == HWY_AVX3_DL
   if constexpr (kFourBit && MB == 4) {
-    Int4GroupsVnni4<R>(p, n0, m0, codes, q, acc);
+    Int4GroupsVnni4<R>(p, n0, stride, m0, codes, q, acc);
   } else  // NOLINT: the generic loop below
 #elif defined(LOWBIT_X86_256)
   if constexpr (kFourBit && MB == 4) {
-    Int4Groups4<R, kDotExt>(p, n0, m0, codes, q, acc);
+    Int4Groups4<R, kDotExt>(p, n0, stride, m0, codes, q, acc);
   } else  // NOLINT: the generic loop below
 #endif
     for (int64_t s = 0; s < nseg; ++s) {
@@ -608,7 +612,8 @@ LOWBIT_VNNI_FN void Block(const Int8ActProblem& p, int64_t n0, int64_t m0) {
         for (int i = 0; i < MB; ++i) {
           if constexpr (kFourBit) {
             acc[r][i] += static_cast<double>(dots[r][i]) *
-                         static_cast<double>(w.scales[(n0 + r) * w.groups_per_row + s]);
+                         static_cast<double>(
+                             w.scales[(n0 + r * stride) * w.groups_per_row + s]);
           } else {
             dot64[r][i] += dots[r][i];
           }
@@ -623,28 +628,30 @@ LOWBIT_VNNI_FN void Block(const Int8ActProblem& p, int64_t n0, int64_t m0) {
       if constexpr (kFourBit) {
         v = (acc[r][i] * a) / 127.0;
       } else {
-        const double aw =
-            static_cast<double>(st.scales[st.granularity == Granularity::kTensor ? 0 : n0 + r]);
+        const int64_t stat = st.granularity == Granularity::kTensor ? 0 : n0 + r * stride;
+        const double aw = static_cast<double>(st.scales[stat]);
         v = ((static_cast<double>(dot64[r][i]) * aw) * a) / 16129.0;
       }
-      p.y[(m0 + i) * w.rows + n0 + r] = static_cast<float>(v);
+      p.y[(m0 + i) * w.rows + n0 + r * stride] = static_cast<float>(v);
     }
   }
 }
 
 template <bool kFourBit, int R, bool kDotExt>
-LOWBIT_VNNI_FN void RowBlock(const Int8ActProblem& p, int64_t n0) {
+LOWBIT_VNNI_FN void RowBlock(const Int8ActProblem& p, int64_t n0, int64_t stride) {
   int64_t m0 = 0;
-  for (; m0 + kActRows <= p.m; m0 += kActRows) Block<kFourBit, R, kActRows, kDotExt>(p, n0, m0);
+  for (; m0 + kActRows <= p.m; m0 += kActRows) {
+    Block<kFourBit, R, kActRows, kDotExt>(p, n0, stride, m0);
+  }
   switch (p.m - m0) {
     case 3:
-      Block<kFourBit, R, 3, kDotExt>(p, n0, m0);
+      Block<kFourBit, R, 3, kDotExt>(p, n0, stride, m0);
       break;
     case 2:
-      Block<kFourBit, R, 2, kDotExt>(p, n0, m0);
+      Block<kFourBit, R, 2, kDotExt>(p, n0, stride, m0);
       break;
     case 1:
-      Block<kFourBit, R, 1, kDotExt>(p, n0, m0);
+      Block<kFourBit, R, 1, kDotExt>(p, n0, stride, m0);
       break;
     default:
       break;
@@ -653,9 +660,20 @@ LOWBIT_VNNI_FN void RowBlock(const Int8ActProblem& p, int64_t n0) {
 
 template <bool kFourBit, bool kDotExt = false>
 LOWBIT_VNNI_FN void Rows(const Int8ActProblem& p, int64_t n_begin, int64_t n_end) {
+  if (p.m == 1) {
+    // GEMV: the kRows rows of a block come from kRows distant slices of the range, walked in
+    // lockstep, so one thread reads kRows sequential DRAM streams instead of one (as the float
+    // GEMV does); a row's result does not depend on its block.
+    const int64_t slice = (n_end - n_begin) / kRows;
+    for (int64_t t = 0; t < slice; ++t) RowBlock<kFourBit, kRows, kDotExt>(p, n_begin + t, slice);
+    for (int64_t n = n_begin + kRows * slice; n < n_end; ++n) {
+      RowBlock<kFourBit, 1, kDotExt>(p, n, 1);
+    }
+    return;
+  }
   int64_t n = n_begin;
-  for (; n + kRows <= n_end; n += kRows) RowBlock<kFourBit, kRows, kDotExt>(p, n);
-  for (; n < n_end; ++n) RowBlock<kFourBit, 1, kDotExt>(p, n);
+  for (; n + kRows <= n_end; n += kRows) RowBlock<kFourBit, kRows, kDotExt>(p, n, 1);
+  for (; n < n_end; ++n) RowBlock<kFourBit, 1, kDotExt>(p, n, 1);
 }
 
 #ifdef LOWBIT_DOTEXT_FN
