@@ -21,6 +21,7 @@
 #include <limits>
 
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
+#include "hwy/cache_control.h"
 #include "hwy/highway.h"
 #include "kernels/cpu/codecs-inl.h"
 #include "kernels/cpu/int8act_hooks.h"
@@ -80,6 +81,9 @@
 HWY_BEFORE_NAMESPACE();
 namespace lowbit::cpu::HWY_NAMESPACE {
 namespace {
+
+// How far ahead of the current segment each weight-row stream prefetches (as the float GEMV).
+constexpr int64_t kPrefetchBytes = 2048;
 
 // Weight rows and activation rows computed together (R x MB integer accumulators).
 constexpr int kRows = 4;
@@ -601,6 +605,10 @@ LOWBIT_VNNI_FN void Block(const Int8ActProblem& p, int64_t n0, int64_t stride, i
     for (int64_t s = 0; s < nseg; ++s) {
       const int64_t kb = s * p.segment;
       const int64_t ke = std::min(kb + p.segment, w.k_pad);
+      // Each row stream prefetches kPrefetchBytes ahead (a prefetch never faults).
+      for (int r = 0; r < R; ++r) {
+        hwy::Prefetch(codes[r] + (kFourBit ? kb / 2 : kb) + kPrefetchBytes);
+      }
       for (int i = 0; i < MB; ++i) qsum_seg[i] = p.qsum[(m0 + i) * nseg + s];
       int32_t dots[R][MB];
 #if defined(LOWBIT_X86_256) || defined(LOWBIT_NEONDOT_FN)
