@@ -116,8 +116,8 @@ static void RmsNorm(const float* x, float* out, int64_t n) {
 
 static void Usage(void) {
   fprintf(stderr,
-          "usage: lowbit_decode_loop [--format f32|nf4|fp4|int4|int8|fp8_e4m3|blockwise8] [--layers N]\n"
-          "                          [--threads T] [--tokens T]\n");
+          "usage: lowbit_decode_loop [--format f32|nf4|fp4|int4|int8|fp8_e4m3|blockwise8]\n"
+          "                          [--layers N] [--threads T] [--tokens T]\n");
   exit(2);
 }
 

@@ -81,7 +81,8 @@ struct FormatCase {
 const FormatCase kFormats[] = {
     {"f32_eigen", true, Format::kF32, false, false}, {"nf4", false, Format::kNF4, true, false},
     {"fp4", false, Format::kFP4, true, false},       {"int4", false, Format::kInt4, true, true},
-    {"int8", false, Format::kInt8, false, true},     {"fp8_e4m3", false, Format::kFP8E4M3, false, false},
+    {"int8", false, Format::kInt8, false, true},
+    {"fp8_e4m3", false, Format::kFP8E4M3, false, false},
     {"blockwise8", false, Format::kBlockwise8, false, false},
 };
 

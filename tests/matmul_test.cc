@@ -798,14 +798,16 @@ TEST(Bf16Amx, WithinTheBf16BoundAndFloatPathOtherwise) {
         cpu::SetAmxDisabledForTest(true);
         const std::vector<float> off = RunMatmul(pw, x, m, DType::kF32, bias.data(), &ctx, bf16);
         cpu::SetAmxDisabledForTest(false);
-        EXPECT_TRUE(SameBits(off, f32)) << c.name << " M=" << m << ": AMX off must be the float path";
+        EXPECT_TRUE(SameBits(off, f32))
+            << c.name << " M=" << m << ": AMX off must be the float path";
         if (m < cpu::kAmxMinRows) {
           EXPECT_TRUE(SameBits(y, f32)) << c.name << " M=" << m << ": below 16 rows, float path";
           continue;
         }
         differing += SameBits(y, f32) ? 0 : 1;
         // Each product: x and w rounded to bf16 (2^-9 relative each), summed in float32.
-        const double gamma = std::ldexp(1.0, -8) + static_cast<double>(c.k + 8) * std::ldexp(1.0, -24);
+        const double gamma =
+            std::ldexp(1.0, -8) + static_cast<double>(c.k + 8) * std::ldexp(1.0, -24);
         int bad = 0;
         for (int64_t i = 0; i < m; ++i) {
           for (int64_t j = 0; j < n; ++j) {

@@ -336,13 +336,13 @@ void Int8ActGemm(const CpuPacked& w, const MatmulArgs& a, const float* x, float*
   ForEachRowTask(w, a.m, ctx, [&](int64_t begin, int64_t end) { GemmInt8Act(p, begin, end); });
 }
 
-// MatmulOptions::bf16_compute on an AMX-BF16 CPU: activations rounded to bf16 on this thread,
-// tasks of whole AMX weight blocks.
-void Bf16AmxGemm(const CpuPacked& w, const MatmulArgs& a, float* y, Context& ctx) {
-  thread_local std::vector<float> xbuf;
+// MatmulOptions::bf16_compute on an AMX-BF16 CPU: the staged float32 rows x ([a.m, w.k_pad])
+// rounded to bf16 on this thread, tasks of whole AMX weight blocks.
+void Bf16AmxGemm(const CpuPacked& w, const MatmulArgs& a, const float* x, float* y,
+                 Context& ctx) {
   thread_local std::vector<uint16_t> xb;
   xb.resize(static_cast<size_t>(AmxActivationRows(a.m) * w.k_pad + kAmxSlackBytes));
-  ActivationsToBf16Amx(StageActivations(w, a, xbuf), a.m, w.k_pad, xb.data());
+  ActivationsToBf16Amx(x, a.m, w.k_pad, xb.data());
   GemmProblem p;
   p.w = &w;
   p.m = a.m;
@@ -368,7 +368,7 @@ void Gemm(const BackendPacked& packed, const MatmulArgs& a, Context& ctx) {
   } else if (w.kind == CodeKind::kDense) {
     DenseGemm(w, a, y, ctx);
   } else if (a.options.bf16_compute && a.m >= kAmxMinRows && AmxBf16Usable()) {
-    Bf16AmxGemm(w, a, y, ctx);
+    Bf16AmxGemm(w, a, StageActivations(w, a, xbuf), y, ctx);
   } else {
     StageActivations(w, a, xbuf);
     GemmProblem p;

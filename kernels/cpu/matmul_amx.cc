@@ -96,6 +96,14 @@ LOWBIT_AMX_FN __m512i LoadWeightStep(const uint8_t* row, int64_t k0, int64_t k_p
   return _mm512_maskz_loadu_epi8(bytes & keep, row + k0);
 }
 
+// Writes one B tile from v[c] = the 64 bytes of weight row c at one k step: transposed as 16 x 16
+// 32-bit groups, tile row r holds group r (4 int8 or 2 bf16 k values) of every row c, the
+// layout TDPBSSD and TDPBF16PS read.
+HWY_INLINE void StoreBTile(__m512* v, uint8_t* tile) {
+  TransposeSquare(v);  // matmul-inl.h
+  for (int r = 0; r < kTileRows; ++r) _mm512_store_ps(tile + r * kStepK, v[r]);
+}
+
 // Both B tiles of weight rows [n0, n0 + 32) (rows >= n_end zero) for the step at k0 of a segment
 // ending at ke, into b (2 x 1024 bytes).
 LOWBIT_AMX_FN void PrepareBStep(const CpuPacked& w, int64_t n0, int64_t n_end, int64_t k0,
@@ -109,10 +117,7 @@ LOWBIT_AMX_FN void PrepareBStep(const CpuPacked& w, int64_t n0, int64_t n_end, i
                                                             w.k_pad, ke - k0, four_bit))
                        : _mm512_setzero_ps();
     }
-    TransposeSquare(v);  // matmul-inl.h; 32-bit groups of 4 k: row r = k 4r..4r+3 of 16 rows
-    for (int r = 0; r < kTileRows; ++r) {
-      _mm512_store_ps(b + t * kBTileBytes + r * kStepK, v[r]);
-    }
+    StoreBTile(v, reinterpret_cast<uint8_t*>(b) + t * kBTileBytes);
   }
 }
 
@@ -175,7 +180,7 @@ LOWBIT_AMX_FN void AccumulateDots(const int32_t* c, int64_t* dot) {
   }
 }
 
-// ---- bf16 (MatmulOptions::bf16_compute) ----------------------------------------------------------
+// ---- bf16 (MatmulOptions::bf16_compute) --------------------------------------------------------
 
 #undef LOWBIT_AMX_BF16_FN
 #define LOWBIT_AMX_BF16_FN \
@@ -187,8 +192,9 @@ constexpr int64_t kStepKBf16 = 32;  // bf16 per tile row: k per TDPBF16PS
 // dequantized weights (v - zero) * scale rounded to bf16, in the pair layout TDPBF16PS reads
 // (row r, 4 bytes per column c = weight row c at k 2r, 2r + 1), into b (2 x 1024 bytes).
 template <class Raw>
-LOWBIT_AMX_BF16_FN HWY_INLINE void PrepareBf16Step(const CpuPacked& w, const Raw& raw, int64_t n0,
-                                                   int64_t n_end, int64_t k0, uint8_t* b) {
+LOWBIT_AMX_BF16_FN HWY_INLINE void PrepareBf16Step(const CpuPacked& w, const Raw& raw,
+                                                   int64_t n0, int64_t n_end, int64_t k0,
+                                                   uint8_t* b) {
   const DF df;
   const bool asym = !w.zeros.empty();
   const int64_t g = k0 / w.group;  // groups are multiples of 32: one per step
@@ -211,10 +217,7 @@ LOWBIT_AMX_BF16_FN HWY_INLINE void PrepareBf16Step(const CpuPacked& w, const Raw
       v[c] = _mm512_castsi512_ps(reinterpret_cast<__m512i>(
           _mm512_cvtne2ps_pbh(hn::Mul(hi, scale).raw, hn::Mul(lo, scale).raw)));
     }
-    TransposeSquare(v);
-    for (int r = 0; r < kTileRows; ++r) {
-      _mm512_store_ps(b + t * kBTileBytes + r * kStepK, v[r]);
-    }
+    StoreBTile(v, b + t * kBTileBytes);
   }
 }
 

@@ -85,7 +85,8 @@ struct SignedNibbles : LaneNibbles<SignedNibbles> {  // lut[c] = c - 8 (int4): c
   HWY_INLINE VU Prepare(VU dw) const { return hn::Xor(dw, hn::Set(DU(), 0x88888888u)); }
   template <int J>
   HWY_INLINE VF Nibble(VU dw) const {
-    return hn::ConvertTo(DF(), hn::ShiftRight<28>(hn::ShiftLeft<28 - 4 * J>(hn::BitCast(DI(), dw))));
+    const VI shifted = hn::ShiftLeft<28 - 4 * J>(hn::BitCast(DI(), dw));
+    return hn::ConvertTo(DF(), hn::ShiftRight<28>(shifted));
   }
 };
 struct UnsignedNibbles : LaneNibbles<UnsignedNibbles> {  // lut[c] = c (int4_asym)
@@ -128,8 +129,8 @@ struct PlaneNibbles {
     const __m256i low4 = _mm256_set1_epi8(0x0F);
     for (int c = 0; c < 2; ++c) {
       if (c == 1 && lanes < kLanes) break;  // the partial last block is one chunk
-      const __m256i bytes =
-          _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + 16 * c)));
+      const __m256i bytes = _mm256_broadcastsi128_si256(
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + 16 * c)));
       const __m256i idx = _mm256_and_si256(_mm256_srlv_epi32(bytes, shift), low4);
       const __m256i b0 = _mm256_shuffle_epi8(plane[0], idx);
       const __m256i b1 = _mm256_shuffle_epi8(plane[1], idx);
@@ -179,7 +180,6 @@ HWY_INLINE void WithDecoder(const CpuPacked& w, const Fn& fn) {
 // How far ahead of its loads each row stream prefetches (also past the row end: the next row of
 // a slice follows in memory). A prefetch never faults, so reading past the buffer is harmless.
 inline constexpr int64_t kPrefetchBytes = 2048;
-
 
 // y[n0 + r * stride] (r < R) = row · x for M = 1 (see the file comment). Each row is computed by
 // the same operations in the same order whatever R, so results never depend on the task split.
@@ -299,7 +299,9 @@ inline constexpr int64_t kMinGemvLut4K = kGemvBlock;
 // every GEMV call; a table lookup is cheaper than the index arithmetic).
 struct BlockOrder {
   explicit BlockOrder(int64_t (*element)(int64_t)) {
-    for (int64_t pos = 0; pos < kGemvBlock; ++pos) this->element[pos] = static_cast<int16_t>(element(pos));
+    for (int64_t pos = 0; pos < kGemvBlock; ++pos) {
+      this->element[pos] = static_cast<int16_t>(element(pos));
+    }
   }
   int16_t element[kGemvBlock];
 };
