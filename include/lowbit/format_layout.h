@@ -231,6 +231,23 @@
 /* int4 asymmetric: nibble 0..15, x = (nibble - zero_point) * scale, scale = (max - min) / 15. */
 #define LOWBIT_INT4_ASYM_QMAX 15
 
+/* ---- E2M1 (OCP FP4: 1 sign, 2 exponent, 1 mantissa bit, bias 1; MXFP4, NVFP4, ggml mxfp4) ---
+ * Element values in code order; code 8 is -0.0. No Inf/NaN; max finite 6. Unlike bitsandbytes
+ * "fp4" above, this is the OCP Microscaling element type. */
+#define LOWBIT_E2M1_CODEBOOK_INIT { \
+    0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f, \
+    -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f \
+  }
+#define LOWBIT_E2M1_MAX 6.0f
+#define LOWBIT_E2M1_SIGN_BIT 0x8
+/* E8M0 (OCP shared scale): the byte e is 2^(e - 127); 0xFF is NaN. No sign, no mantissa. */
+#define LOWBIT_E8M0_BIAS 127
+#define LOWBIT_E8M0_NAN 0xFF
+/* OCP MX v1.0 block: 32 elements share one E8M0 scale. */
+#define LOWBIT_MX_BLOCK 32
+/* NVFP4 (NVIDIA ModelOpt): 16 elements share one E4M3 scale; a float32 per-tensor scale s2. */
+#define LOWBIT_NVFP4_BLOCK 16
+
 /* ---- FP8 (OCP 8-bit floating point, v1.0) ---------------------------------------------------
  * E4M3 ("fn"): bias 7, no infinities, NaN = S.1111.111 (0x7F/0xFF), max finite 448 (0x7E).
  * E5M2: bias 15, IEEE-like: Inf 0x7C/0xFC, NaN 0x7D..0x7F, max finite 57344 (0x7B).
