@@ -8,7 +8,7 @@
 //   dequantize -> the scalar reference codec of the format (src/reference).
 //   gemv       -> gemm with M = 1.
 //   sync       -> nothing to wait for (synchronous backend).
-//   quantize   -> lowbit::Quantize (the CPU codecs).
+//   quantize   -> the CPU backend's quantize (it always has one).
 #ifndef LOWBIT_SRC_BACKEND_H_
 #define LOWBIT_SRC_BACKEND_H_
 

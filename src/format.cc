@@ -1,61 +1,53 @@
-// The runtime format table and the canonical codebooks, instantiated once from format_layout.h.
+// The runtime format table, one row per codec of include/lowbit/codecs/, and name lookup.
 #include "lowbit/format.h"
 
+#include <array>
 #include <string>
 
-#include "reference/reference.h"
+#include "reference/codec_reference.h"
 
 namespace lowbit {
 
-const float kNF4Codebook[16] = LOWBIT_NF4_CODEBOOK_INIT;
-const float kFP4Codebook[16] = LOWBIT_FP4_CODEBOOK_INIT;
-const float kNF4Thresholds[15] = LOWBIT_NF4_THRESHOLDS_INIT;
-const float kFP4Thresholds[7] = LOWBIT_FP4_THRESHOLDS_INIT;
-const uint8_t kFP4ThresholdCodes[7] = LOWBIT_FP4_THRESHOLD_CODES_INIT;
-const float kDynamicMap[256] = LOWBIT_DYNAMIC_MAP_INIT;
-
 namespace {
 
-constexpr uint32_t Mask(Granularity g) { return 1u << static_cast<int>(g); }
-constexpr uint32_t kRowOrTensor = Mask(Granularity::kRow) | Mask(Granularity::kTensor);
+// One row from a codec: the table is derived, never typed (codecs/codec.h lists the members).
+template <class C>
+constexpr FormatInfo RowOf() {
+  constexpr bool kDense = C::kScaleKind == ScaleKind::kNone;
+  FormatInfo info{};
+  info.format = C::kFormat;
+  info.name = C::kName;
+  info.code_bits = C::kCodeBits;
+  info.dense_dtype = C::kDenseDType;
+  info.default_granularity = C::kDefaultGranularity;
+  info.granularities = C::kGranularities;
+  info.default_block = C::kDefaultBlock;
+  info.min_block = C::kMinBlock;
+  info.max_block = C::kMaxBlock;
+  info.scale_kind = C::kScaleKind;
+  info.statistic_dtype = C::kStatisticDType;
+  info.has_zero_point = C::kHasZeroPoint;
+  info.has_tensor_scale = C::kHasTensorScale;
+  info.codebook = C::kCodebook;
+  info.codebook_size = C::kCodebookSize;
+  info.code_values = C::kCodeValues;
+  info.supports_double_quant = C::kDoubleQuant;
+  info.activation_partner = C::kActivationPartner;
+  if constexpr (!kDense) {
+    info.reference_quantize = &ref::QuantizeWithCodec<C>;
+    info.reference_dequantize = &ref::DequantizeWithCodec<C>;
+  }
+  return info;
+}
 
-// Indexed by Format; the static_assert below keeps order and enum in step.
-constexpr FormatInfo kFormatTable[kNumFormats] = {
-    {Format::kF32, "f32", 32, DType::kF32, Granularity::kNone, Mask(Granularity::kNone), 0, 0, 0,
-     ScaleKind::kNone, false, nullptr, 0, false, Format::kF32, nullptr, nullptr},
-    {Format::kF16, "f16", 16, DType::kF16, Granularity::kNone, Mask(Granularity::kNone), 0, 0, 0,
-     ScaleKind::kNone, false, nullptr, 0, false, Format::kF32, nullptr, nullptr},
-    {Format::kBF16, "bf16", 16, DType::kBF16, Granularity::kNone, Mask(Granularity::kNone), 0, 0, 0,
-     ScaleKind::kNone, false, nullptr, 0, false, Format::kF32, nullptr, nullptr},
-    {Format::kInt8, "int8", 8, DType::kI8, Granularity::kRow, kRowOrTensor, 0, 0, 0,
-     ScaleKind::kAbsmax, false, nullptr, 0, false, Format::kInt8, &ref::QuantizeInt8,
-     &ref::DequantizeInt8},
-    {Format::kInt8Asym, "int8_asym", 8, DType::kU8, Granularity::kRow, kRowOrTensor, 0, 0, 0,
-     ScaleKind::kScale, true, nullptr, 0, false, Format::kInt8, &ref::QuantizeInt8Asym,
-     &ref::DequantizeInt8Asym},
-    {Format::kInt4, "int4", 4, DType::kU8, Granularity::kGroup, Mask(Granularity::kGroup),
-     LOWBIT_INT4_DEFAULT_GROUP, LOWBIT_INT4_MIN_GROUP, LOWBIT_INT4_MAX_GROUP, ScaleKind::kScale,
-     false, nullptr, 0, false, Format::kInt8, &ref::QuantizeInt4, &ref::DequantizeInt4},
-    {Format::kInt4Asym, "int4_asym", 4, DType::kU8, Granularity::kGroup, Mask(Granularity::kGroup),
-     LOWBIT_INT4_DEFAULT_GROUP, LOWBIT_INT4_MIN_GROUP, LOWBIT_INT4_MAX_GROUP, ScaleKind::kScale,
-     true, nullptr, 0, false, Format::kInt8, &ref::QuantizeInt4Asym, &ref::DequantizeInt4},
-    {Format::kNF4, "nf4", 4, DType::kU8, Granularity::kBlock, Mask(Granularity::kBlock),
-     LOWBIT_4BIT_DEFAULT_BLOCK, LOWBIT_4BIT_MIN_BLOCK, LOWBIT_4BIT_MAX_BLOCK, ScaleKind::kAbsmax,
-     false, kNF4Codebook, 16, true, Format::kF32, &ref::QuantizeNF4, &ref::Dequantize4bitCodebook},
-    {Format::kFP4, "fp4", 4, DType::kU8, Granularity::kBlock, Mask(Granularity::kBlock),
-     LOWBIT_4BIT_DEFAULT_BLOCK, LOWBIT_4BIT_MIN_BLOCK, LOWBIT_4BIT_MAX_BLOCK, ScaleKind::kAbsmax,
-     false, kFP4Codebook, 16, true, Format::kF32, &ref::QuantizeFP4, &ref::Dequantize4bitCodebook},
-    {Format::kFP8E4M3, "fp8_e4m3", 8, DType::kF8E4M3, Granularity::kRow, kRowOrTensor, 0, 0, 0,
-     ScaleKind::kScale, false, nullptr, 0, false, Format::kF32, &ref::QuantizeFP8,
-     &ref::DequantizeFP8},
-    {Format::kFP8E5M2, "fp8_e5m2", 8, DType::kF8E5M2, Granularity::kRow, kRowOrTensor, 0, 0, 0,
-     ScaleKind::kScale, false, nullptr, 0, false, Format::kF32, &ref::QuantizeFP8,
-     &ref::DequantizeFP8},
-    {Format::kBlockwise8, "blockwise8", 8, DType::kU8, Granularity::kBlock,
-     Mask(Granularity::kBlock), LOWBIT_BLOCKWISE8_DEFAULT_BLOCK, LOWBIT_BLOCKWISE8_MIN_BLOCK,
-     LOWBIT_BLOCKWISE8_MAX_BLOCK, ScaleKind::kAbsmax, false, kDynamicMap, 256, true, Format::kF32,
-     &ref::QuantizeBlockwise8, &ref::DequantizeBlockwise8},
-};
+template <class... C>
+constexpr std::array<FormatInfo, sizeof...(C)> TableOf(CodecList<C...>*) {
+  return {RowOf<C>()...};
+}
+
+// Indexed by Format (VisitFormat's static_assert keeps AllCodecs in enum order).
+constexpr std::array<FormatInfo, kNumFormats> kFormatTable =
+    TableOf(static_cast<AllCodecs*>(nullptr));
 
 constexpr bool TableInEnumOrder() {
   for (int i = 0; i < kNumFormats; ++i) {

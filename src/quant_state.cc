@@ -15,36 +15,6 @@ int64_t QuantState::rows() const {
 int64_t QuantState::cols() const { return shape.empty() ? 0 : shape.back(); }
 int64_t QuantState::num_elements() const { return NumElements(shape); }
 
-int64_t QuantState::num_scales() const {
-  switch (granularity) {
-    case Granularity::kBlock:
-      return block_size > 0 ? (num_elements() + block_size - 1) / block_size : 0;
-    case Granularity::kGroup:
-      return block_size > 0 ? rows() * ((cols() + block_size - 1) / block_size) : 0;
-    case Granularity::kRow:
-      return rows();
-    case Granularity::kTensor:
-      return 1;
-    default:
-      return 0;
-  }
-}
-
-int64_t QuantState::ScaleIndex(int64_t i) const {
-  switch (granularity) {
-    case Granularity::kBlock:
-      return i / block_size;
-    case Granularity::kGroup: {
-      const int64_t c = cols();
-      return (i / c) * ((c + block_size - 1) / block_size) + (i % c) / block_size;
-    }
-    case Granularity::kRow:
-      return i / cols();
-    default:
-      return 0;
-  }
-}
-
 std::vector<float> ResolveScales(const QuantState& state) {
   if (!state.nested) return state.scales;
   const int64_t n = static_cast<int64_t>(state.nested->codes.size());
@@ -66,6 +36,22 @@ std::string FirstNonFinite(const std::vector<float>& v) {
     if (!std::isfinite(v[i])) return " " + std::to_string(v[i]) + " at index " + std::to_string(i);
   }
   return "";
+}
+// Statistics stored in a narrow type (mxfp4: E8M0 powers of two; nvfp4: E4M3 values >= 0) must
+// be exact values of it, so files and kernels see the same numbers.
+void RequireStatisticsRepresentable(const FormatInfo& info, const std::vector<float>& scales,
+                                    Status status, const std::string& where) {
+  if (info.statistic_dtype == DType::kF32) return;
+  for (size_t i = 0; i < scales.size(); ++i) {
+    const float v = scales[i];
+    const bool ok = info.statistic_dtype == DType::kU8
+                        ? E8M0FromFloat(v) >= 0
+                        : (v >= 0.0f && FP8E4M3ToF32(F32ToFP8E4M3(v)) == v);
+    Require(ok, status,
+            where + ": scale " + std::to_string(v) + " at index " + std::to_string(i) +
+                " is not " + (info.statistic_dtype == DType::kU8 ? "a power of two in 2^-127..2^127 (E8M0)"
+                                                                 : "a non-negative E4M3 value"));
+  }
 }
 }  // namespace
 
@@ -112,6 +98,13 @@ void ValidateQuantizedTensor(const QuantizedTensor& q, Status status) {
     Require(static_cast<int64_t>(s.scales.size()) == nscales, status,
             where + ": " + std::to_string(s.scales.size()) + " scales, expected " + std::to_string(nscales));
     Require(AllFinite(s.scales), status, where + ": non-finite scale" + FirstNonFinite(s.scales));
+    RequireStatisticsRepresentable(info, s.scales, status, where);
+  }
+  if (info.has_tensor_scale) {
+    Require(std::isfinite(s.tensor_scale) && s.tensor_scale >= 0.0f, status,
+            where + ": tensor scale must be finite and >= 0, got " + std::to_string(s.tensor_scale));
+  } else {
+    Require(s.tensor_scale == 1.0f, status, where + ": this format has no tensor scale");
   }
   if (info.has_zero_point) {
     Require(static_cast<int64_t>(s.zero_points.size()) == nscales, status,

@@ -6,7 +6,6 @@
 #include <cstdio>
 #include <string>
 
-#include "kernels/cpu/quantize_4bit.h"
 #include "backend.h"
 #include "reference/reference.h"
 
@@ -97,29 +96,38 @@ void DequantizeVia(const QuantizedTensor& q, const TensorView& out, Fill fill) {
   if (out.dtype != DType::kF32) FromF32(dst, n, out.data, out.dtype);
 }
 
-}  // namespace
-
-QuantizedTensor Quantize(Format format, const ConstTensorView& x, const QuantizeOptions& options) {
+// Quantize on backend `b` (its quantize entry; the CPU backend's when b has none).
+QuantizedTensor QuantizeOn(const Backend& b, Format format, const ConstTensorView& x,
+                           const QuantizeOptions& options) {
   const int64_t n = ValidateView(x, "Quantize input");
   const FormatInfo& info = GetFormatInfo(format);
   QuantizedTensor out;
   out.state = ResolveState(format, x, options);
   out.data.resize(static_cast<size_t>(PayloadBytes(format, n)));
+  F32Input in(x, n);
   if (IsDense(format)) {
-    F32Input in(x, n);
     FromF32(in.get(), n, out.data.data(), info.dense_dtype);
     return out;
   }
-  F32Input in(x, n);
   const float* xf = in.get();
   RequireFinite(xf, n);
-  if (format == Format::kNF4 || format == Format::kFP4) {
-    // SIMD codes, bit-exact with the reference (tests/quantize_kernels_test.cc checks it).
-    ref::QuantizeCodebook4With(&cpu::Quantize4bitBlockwise, xf, options, out);
-  } else {
-    info.reference_quantize(xf, options, out);
+  const Backend& runner = (b.quantize != nullptr) ? b : CpuBackend();
+  if (&runner != &CpuBackend()) {
+    const std::string reason =
+        runner.supports(format, BackendOp::kQuantize, x.dtype, MatmulOptions{});
+    Require(reason.empty(), Status::kUnsupportedFormat,
+            std::string("Quantize: backend '") + runner.name + "' cannot quantize " +
+                FormatName(format) + ": " + reason);
   }
+  runner.quantize(xf, options, out);
   return out;
+}
+
+
+}  // namespace
+
+QuantizedTensor Quantize(Format format, const ConstTensorView& x, const QuantizeOptions& options) {
+  return QuantizeOn(CpuBackend(), format, x, options);
 }
 
 void Dequantize(const QuantizedTensor& q, const TensorView& out) {
@@ -134,22 +142,7 @@ void Dequantize(const QuantizedTensor& q, const TensorView& out) {
 
 QuantizedTensor Quantize(Format format, const ConstTensorView& x, const QuantizeOptions& options,
                          const std::string& backend) {
-  const Backend& b = FindBackend(backend);
-  if (b.quantize == nullptr || IsDense(format)) return Quantize(format, x, options);
-  const int64_t n = ValidateView(x, "Quantize input");
-  GetFormatInfo(format);  // throws for an unknown format before the backend is asked
-  const std::string reason = b.supports(format, BackendOp::kQuantize, x.dtype, MatmulOptions{});
-  Require(reason.empty(), Status::kUnsupportedFormat,
-          std::string("Quantize: backend '") + b.name + "' cannot quantize " + FormatName(format) +
-              ": " + reason);
-  QuantizedTensor out;
-  out.state = ResolveState(format, x, options);
-  out.data.resize(static_cast<size_t>(PayloadBytes(format, n)));
-  F32Input in(x, n);
-  const float* xf = in.get();
-  RequireFinite(xf, n);
-  b.quantize(xf, options, out);
-  return out;
+  return QuantizeOn(FindBackend(backend), format, x, options);
 }
 
 void Dequantize(const QuantizedTensor& q, const TensorView& out, const std::string& backend) {

@@ -601,6 +601,7 @@ void ExpectSameTensor(const QuantizedTensor& a, const QuantizedTensor& b, const 
   EXPECT_EQ(Bytes(a.state.scales), Bytes(b.state.scales)) << what;
   EXPECT_EQ(a.state.zero_points, b.state.zero_points) << what;
   EXPECT_EQ(Bytes(a.state.codebook), Bytes(b.state.codebook)) << what;
+  EXPECT_EQ(F32Bits(a.state.tensor_scale), F32Bits(b.state.tensor_scale)) << what;
   ASSERT_EQ(a.state.nested.has_value(), b.state.nested.has_value()) << what;
   if (a.state.nested) {
     EXPECT_EQ(a.state.nested->codes, b.state.nested->codes) << what;
@@ -636,6 +637,8 @@ TEST_F(CheckpointTest, LowbitLayoutRoundTripsEveryFormatBitExactly) {
       {Format::kBlockwise8, G::kDefault, 256, false, DType::kF32, {7, 100}},
       {Format::kBlockwise8, G::kDefault, 64, true, DType::kF32, {9, 1000}},
       {Format::kInt8, G::kRow, 0, false, DType::kF32, {17}},  // 1-D
+      {Format::kMXFP4, G::kDefault, 0, false, DType::kF32, {6, 100}},  // partial last group
+      {Format::kNVFP4, G::kDefault, 0, false, DType::kBF16, {5, 70}},
   };
   uint32_t seed = 100;
   int formats_seen = 0;

@@ -346,9 +346,14 @@ TEST(CudaBackend, SupportsNamesWhatIsMissing) {
   int8_act.int8_activations = true;
   EXPECT_FALSE(cuda::kBackend.supports(Format::kInt8, BackendOp::kMatmul, DType::kF32, int8_act).empty());
   for (int f = 0; f < kNumFormats; ++f) {
-    EXPECT_TRUE(cuda::kBackend.supports(static_cast<Format>(f), BackendOp::kMatmul, DType::kBF16,
-                                        plain)
-                    .empty());
+    const Format format = static_cast<Format>(f);
+    const std::string reason = cuda::kBackend.supports(format, BackendOp::kMatmul, DType::kBF16, plain);
+    // The E2M1 formats have no device kernels yet; the backend says so by name.
+    if (format == Format::kMXFP4 || format == Format::kNVFP4) {
+      EXPECT_NE(reason.find(FormatName(format)), std::string::npos) << reason;
+    } else {
+      EXPECT_TRUE(reason.empty()) << FormatName(format) << ": " << reason;
+    }
   }
 }
 

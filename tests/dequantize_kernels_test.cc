@@ -50,6 +50,8 @@ std::vector<Case> Cases() {
       {"fp8_e4m3_tensor", Format::kFP8E4M3, Opts(0, false, Granularity::kTensor)},
       {"fp8_e5m2_row", Format::kFP8E5M2, Opts(0, false, Granularity::kRow)},
       {"fp8_e5m2_tensor", Format::kFP8E5M2, Opts(0, false, Granularity::kTensor)},
+      {"mxfp4", Format::kMXFP4, Opts(0)},
+      {"nvfp4", Format::kNVFP4, Opts(0)},
   };
 }
 

@@ -72,6 +72,11 @@ const std::vector<WeightCase>& WeightCases() {
       {"fp8_e5m2_tensor", Format::kFP8E5M2, 0, false, Granularity::kTensor, 65},
       {"nf4_b128_k384", Format::kNF4, 128, false, Granularity::kDefault, 384},
       {"blockwise8_b64", Format::kBlockwise8, 64, false, Granularity::kDefault, 64},
+      // E2M1: mxfp4's 32-groups run the 4-bit kernels (partial last group, padded tail);
+      // nvfp4's 16-groups are finer than a 32-code chunk and take the dense fallback.
+      {"mxfp4_k96", Format::kMXFP4, 0, false, Granularity::kDefault, 96},
+      {"mxfp4_k75", Format::kMXFP4, 0, false, Granularity::kDefault, 75},
+      {"nvfp4_k80", Format::kNVFP4, 0, false, Granularity::kDefault, 80},
       // Dense weights take the Eigen float32 path.
       {"f32", Format::kF32, 0, false, Granularity::kDefault, 70},
       {"bf16", Format::kBF16, 0, false, Granularity::kDefault, 33},

@@ -59,16 +59,11 @@ void ExpectClose(const std::vector<float>& got, const MatD& want, double rtol, d
 // The weight dequantized by the scalar reference codecs (an oracle independent of the SIMD path).
 std::vector<float> RefDequant(const QuantizedTensor& q) {
   std::vector<float> out(static_cast<size_t>(q.state.num_elements()));
-  switch (q.format()) {
-    case Format::kNF4:
-    case Format::kFP4: ref::Dequantize4bitCodebook(q, out.data()); break;
-    case Format::kInt4:
-    case Format::kInt4Asym: ref::DequantizeInt4(q, out.data()); break;
-    case Format::kInt8: ref::DequantizeInt8(q, out.data()); break;
-    case Format::kInt8Asym: ref::DequantizeInt8Asym(q, out.data()); break;
-    case Format::kFP8E4M3:
-    case Format::kFP8E5M2: ref::DequantizeFP8(q, out.data()); break;
-    default: ToF32(q.data.data(), DType::kF16, q.state.num_elements(), out.data()); break;
+  const FormatInfo& info = GetFormatInfo(q.format());
+  if (info.reference_dequantize != nullptr) {
+    info.reference_dequantize(q, out.data());
+  } else {
+    ToF32(q.data.data(), info.dense_dtype, q.state.num_elements(), out.data());
   }
   return out;
 }

@@ -68,7 +68,7 @@ TEST(QuantizeApi, Nf4UsesKernelAndMatchesReferenceTensor) {
   want.state = q.state;
   want.state.nested.reset();
   want.data.assign(q.data.size(), 0);
-  ref::QuantizeNF4(x.data(), options, want);
+  GetFormatInfo(Format::kNF4).reference_quantize(x.data(), options, want);
   EXPECT_EQ(q.data, want.data);
   ASSERT_TRUE(want.state.nested.has_value());
   EXPECT_EQ(q.state.nested->codes, want.state.nested->codes);

@@ -33,16 +33,6 @@ void ConvertRange(const uint8_t* src, DType dtype, int64_t begin, int64_t end, f
   }
 }
 
-// Statistics before flat element `i` (a chunk boundary) for the given state layout.
-int64_t ScalesBefore(const QuantState& s, int64_t i) {
-  switch (s.granularity) {
-    case Granularity::kBlock: return i / s.block_size;
-    case Granularity::kGroup: return (i / s.cols()) * ((s.cols() + s.block_size - 1) / s.block_size);
-    case Granularity::kRow: return i / s.cols();
-    default: return 0;
-  }
-}
-
 }  // namespace
 
 void ReleaseMappedPages(const void* data, uint64_t bytes) {
@@ -68,7 +58,9 @@ QuantizedTensor QuantizeFromFile(const io::SafetensorsFile& file, const io::Tens
       options.granularity == Granularity::kDefault ? fi.default_granularity : options.granularity;
   const int64_t cols = info.shape.back();
 
-  if (options.double_quant || granularity == Granularity::kTensor) {
+  // Statistics that depend on the whole tensor (double quantization, a tensor scale, one
+  // statistic) need it all at once.
+  if (options.double_quant || granularity == Granularity::kTensor || fi.has_tensor_scale) {
     std::vector<float> x(static_cast<size_t>(n));
     ConvertRange(src, info.dtype, 0, n, x.data());
     ReleaseMappedPages(src, info.size);
@@ -107,7 +99,7 @@ QuantizedTensor QuantizeFromFile(const io::SafetensorsFile& file, const io::Tens
     QuantizedTensor part = Quantize(format, ConstTensorView{x.data(), DType::kF32, shape}, options);
     const size_t data_at = static_cast<size_t>(PayloadBytes(format, begin));
     std::memcpy(out.data.data() + data_at, part.data.data(), part.data.size());
-    const size_t scale_at = static_cast<size_t>(ScalesBefore(out.state, begin));
+    const size_t scale_at = static_cast<size_t>(out.state.ScaleIndex(begin));  // begin starts a statistic
     std::copy(part.state.scales.begin(), part.state.scales.end(), out.state.scales.begin() + scale_at);
     std::copy(part.state.zero_points.begin(), part.state.zero_points.end(),
               out.state.zero_points.begin() + scale_at);

@@ -35,15 +35,18 @@ struct QuantState {
   std::vector<uint8_t> zero_points;  // asymmetric formats: one per statistic
   std::vector<float> codebook;       // nf4/fp4: 16 entries; blockwise8: 256; else empty
   std::optional<NestedState> nested;
+  // Second-level per-tensor scale (FormatInfo::has_tensor_scale: nvfp4's s2, finite and >= 0):
+  // an element's scale is f32(scales[g] * tensor_scale). 1 for every other format.
+  float tensor_scale = 1.0f;
 
   // rows = product of all dims but the last (1 for a 1-D tensor); cols = last dim.
   int64_t rows() const;
   int64_t cols() const;
   int64_t num_elements() const;
-  // Number of statistics implied by shape, granularity and block_size.
-  int64_t num_scales() const;
+  // Number of statistics implied by shape, granularity and block_size (codecs/geometry.h).
+  int64_t num_scales() const { return NumStatistics(granularity, rows(), cols(), block_size); }
   // Index of the statistic of the element at flat position `i` (row-major).
-  int64_t ScaleIndex(int64_t i) const;
+  int64_t ScaleIndex(int64_t i) const { return StatisticIndex(granularity, cols(), block_size, i); }
 };
 
 // A quantized tensor in lowbit's canonical (storage) layout: what is saved and loaded.

@@ -10,7 +10,9 @@
 #include "backend.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/matmul_amx.h"
+#include "kernels/cpu/quantize_4bit.h"
 #include "lowbit/quantize.h"
+#include "reference/reference.h"
 
 namespace lowbit::cpu {
 namespace {
@@ -44,36 +46,23 @@ int64_t ExecGroup(const QuantState& s, int64_t k_pad) {
   }
 }
 
+// The decoder family of a format, read off its codec's table row.
 CodeKind KindOf(Format f) {
-  switch (f) {
-    case Format::kNF4:
-    case Format::kFP4:
-    case Format::kInt4:
-    case Format::kInt4Asym:
-      return CodeKind::kLut4;
-    case Format::kInt8:
-      return CodeKind::kInt8;
-    case Format::kInt8Asym:
-      return CodeKind::kUInt8;
-    case Format::kFP8E4M3:
-      return CodeKind::kFP8E4M3;
-    case Format::kFP8E5M2:
-      return CodeKind::kFP8E5M2;
-    case Format::kBlockwise8:
-      return CodeKind::kLut8;
-    default:
-      return CodeKind::kDense;  // f32/f16/bf16
+  const FormatInfo& info = GetFormatInfo(f);
+  if (info.scale_kind == ScaleKind::kNone) return CodeKind::kDense;  // f32/f16/bf16
+  if (info.code_bits == 4) return CodeKind::kLut4;  // value = code_values[c] (or codebook)
+  if (info.codebook_size == 256) return CodeKind::kLut8;  // blockwise8
+  switch (info.dense_dtype) {  // one-byte codes decoded arithmetically
+    case DType::kI8: return CodeKind::kInt8;
+    case DType::kF8E4M3: return CodeKind::kFP8E4M3;
+    case DType::kF8E5M2: return CodeKind::kFP8E5M2;
+    default: return CodeKind::kUInt8;
   }
 }
 
 // Code a padding element gets (decodes to a finite value; its activation is zero).
 uint8_t PadCode(Format f) {
-  switch (f) {
-    case Format::kNF4: return LOWBIT_NF4_ZERO_CODE;
-    case Format::kFP4: return LOWBIT_FP4_ZERO_CODE;
-    case Format::kInt4: return LOWBIT_INT4_SYM_OFFSET;
-    default: return 0;
-  }
+  return VisitFormat(f, [](auto codec) { return decltype(codec)::PadCode(BlockStatistic{}); });
 }
 
 void PackCodes(const QuantizedTensor& w, CpuPacked& p) {
@@ -112,9 +101,10 @@ void PackStatistics(CpuPacked& p) {
     for (int64_t g = 0; g < p.groups_per_row; ++g) {
       const int64_t stat = s.ScaleIndex(r * p.cols + g * p.group);
       const size_t dst = static_cast<size_t>(r * p.groups_per_row + g);
-      // int8 stores the row absmax (bitsandbytes SCB): the code's weight is absmax / 127.
+      // int8 stores the row absmax (bitsandbytes SCB): the code's weight is absmax / 127. A
+      // tensor scale (nvfp4) folds in as the codec's f32(scale * tensor_scale); 1 otherwise.
       p.scales[dst] = (p.kind == CodeKind::kInt8) ? resolved[stat] * LOWBIT_INT8_INV_QMAX
-                                                  : resolved[stat];
+                                                  : resolved[stat] * s.tensor_scale;
       if (asym) p.zeros[dst] = static_cast<float>(s.zero_points[stat]);
     }
   }
@@ -122,13 +112,11 @@ void PackStatistics(CpuPacked& p) {
     std::copy(s.codebook.begin(), s.codebook.begin() + 256, p.lut);
   }
   if (p.kind == CodeKind::kLut4) {
-    for (int c = 0; c < 16; ++c) {
-      switch (p.format) {
-        case Format::kInt4: p.lut[c] = static_cast<float>(c - LOWBIT_INT4_SYM_OFFSET); break;
-        case Format::kInt4Asym: p.lut[c] = static_cast<float>(c); break;
-        default: p.lut[c] = s.codebook[c]; break;  // nf4 / fp4: the table stored with the tensor
-      }
-    }
+    // Codebook formats (nf4, fp4): the table stored with the tensor; else the codec's code
+    // values (int4: c - 8, int4_asym: c, mxfp4/nvfp4: E2M1).
+    const FormatInfo& info = GetFormatInfo(p.format);
+    const float* values = info.codebook_size == 16 ? s.codebook.data() : info.code_values;
+    std::copy(values, values + 16, p.lut);
     for (const int offset : {0, LOWBIT_INT4_SYM_OFFSET}) {
       bool integer = true;
       for (int c = 0; c < 16; ++c) integer &= p.lut[c] == static_cast<float>(c - offset);
@@ -240,6 +228,17 @@ void DequantizeEntry(const QuantizedTensor& q, float* out) {
     ToF32(q.data.data(), GetFormatInfo(q.state.format).dense_dtype, q.state.num_elements(), out);
   } else {
     Dequantize(q, out);
+  }
+}
+
+// Quantize through the dispatch table: nf4/fp4 codes from the SIMD kernel (bit-exact with the
+// reference, tests/quantize_kernels_test.cc), every other format from its codec's reference.
+void QuantizeEntry(const float* x, const QuantizeOptions& options, QuantizedTensor& out) {
+  const Format f = out.state.format;
+  if (f == Format::kNF4 || f == Format::kFP4) {
+    ref::QuantizeCodebook4With(&Quantize4bitBlockwise, x, options, out);
+  } else {
+    GetFormatInfo(f).reference_quantize(x, options, out);
   }
 }
 
@@ -417,7 +416,7 @@ const Backend kBackend = {
     /*gemv=*/nullptr,  // gemm specializes M == 1 itself
     /*gemm=*/&Gemm,
     /*sync=*/nullptr,
-    /*quantize=*/nullptr,  // lowbit::Quantize is the CPU path
+    /*quantize=*/&QuantizeEntry,
 };
 
 }  // namespace lowbit::cpu

@@ -90,19 +90,6 @@ void Span8(const uint8_t* codes, int64_t b, int64_t e, const float* table, int32
   }
 }
 
-// Calls fn(statistic, begin, end) for every statistic's flat element range.
-template <class Fn>
-void ForEachSegment(const QuantState& s, const Fn& fn) {
-  if (s.granularity == Granularity::kBlock) {
-    const int64_t n = s.num_elements();
-    for (int64_t b = 0, g = 0; b < n; b += s.block_size, ++g) {
-      fn(g, b, std::min(n, b + s.block_size));
-    }
-  } else {
-    ref::ForEachGroup(s, fn);
-  }
-}
-
 }  // namespace
 
 void DequantizeImpl(const QuantizedTensor& q, const float* scales, float* out) {
@@ -112,51 +99,50 @@ void DequantizeImpl(const QuantizedTensor& q, const float* scales, float* out) {
   const auto zero_of = [&](int64_t g) {
     return s.zero_points.empty() ? 0 : static_cast<int32_t>(s.zero_points[g]);
   };
+  const FormatInfo& info = GetFormatInfo(s.format);
+  if (info.code_bits == 4 && info.has_zero_point) {  // int4_asym: (c - zero) * scale
+    ref::ForEachGroup(s, [&](int64_t g, int64_t b, int64_t e) {
+      Span4<false>(data, b, e, nullptr, zero_of(g), scales[g], out);
+    });
+    return;
+  }
+  if (info.code_bits == 4) {
+    // value[c] * scale: the stored codebook (nf4, fp4) or the codec's code values (int4: c - 8,
+    // mxfp4 / nvfp4: E2M1); nvfp4's scale is the codec's f32(scale * tensor_scale).
+    const float* table = info.codebook_size == 16 ? book : info.code_values;
+    ref::ForEachGroup(s, [&](int64_t g, int64_t b, int64_t e) {
+      Span4<true>(data, b, e, table, 0, scales[g] * s.tensor_scale, out);
+    });
+    return;
+  }
   switch (s.format) {
-    case Format::kNF4:
-    case Format::kFP4:
-      ForEachSegment(s, [&](int64_t g, int64_t b, int64_t e) {
-        Span4<true>(data, b, e, book, 0, scales[g], out);
-      });
-      return;
-    case Format::kInt4:
-    case Format::kInt4Asym: {
-      const bool asym = (s.format == Format::kInt4Asym);
-      ForEachSegment(s, [&](int64_t g, int64_t b, int64_t e) {
-        Span4<false>(data, b, e, nullptr, asym ? zero_of(g) : LOWBIT_INT4_SYM_OFFSET, scales[g],
-                     out);
-      });
-      return;
-    }
     case Format::kInt8:
-      ForEachSegment(s, [&](int64_t g, int64_t b, int64_t e) {
+      ref::ForEachGroup(s, [&](int64_t g, int64_t b, int64_t e) {
         Span8<Format::kInt8>(data, b, e, nullptr, 0, scales[g], out);
       });
       return;
     case Format::kInt8Asym:
-      ForEachSegment(s, [&](int64_t g, int64_t b, int64_t e) {
+      ref::ForEachGroup(s, [&](int64_t g, int64_t b, int64_t e) {
         Span8<Format::kInt8Asym>(data, b, e, nullptr, zero_of(g), scales[g], out);
       });
       return;
     case Format::kFP8E4M3:
-      ForEachSegment(s, [&](int64_t g, int64_t b, int64_t e) {
+      ref::ForEachGroup(s, [&](int64_t g, int64_t b, int64_t e) {
         Span8<Format::kFP8E4M3>(data, b, e, nullptr, 0, scales[g], out);
       });
       return;
     case Format::kFP8E5M2:
-      ForEachSegment(s, [&](int64_t g, int64_t b, int64_t e) {
+      ref::ForEachGroup(s, [&](int64_t g, int64_t b, int64_t e) {
         Span8<Format::kFP8E5M2>(data, b, e, nullptr, 0, scales[g], out);
       });
       return;
     case Format::kBlockwise8:
-      ForEachSegment(s, [&](int64_t g, int64_t b, int64_t e) {
+      ref::ForEachGroup(s, [&](int64_t g, int64_t b, int64_t e) {
         Span8<Format::kBlockwise8>(data, b, e, book, 0, scales[g], out);
       });
       return;
-    case Format::kF32:
-    case Format::kF16:
-    case Format::kBF16:
-      break;  // dense formats never reach here (cpu::Dequantize's contract)
+    default:
+      break;  // dense formats never reach here (cpu::Dequantize's contract); 4-bit: above
   }
 }
 

@@ -168,6 +168,10 @@ QuantizedTensor Unpack(const BackendPacked& packed) {
 
 std::string Supports(Format format, BackendOp op, DType activation, const MatmulOptions& options) {
   if (static_cast<int>(format) >= kNumFormats) return "unknown format";
+  // The E2M1 formats have no device code yet (their CPU kernels are the tested path).
+  if (format == Format::kMXFP4 || format == Format::kNVFP4) {
+    return std::string(FormatName(format)) + " is not implemented on the cuda backend yet";
+  }
   switch (op) {
     case BackendOp::kQuantize:
       if (format == Format::kNF4 || format == Format::kFP4 || format == Format::kInt8) return {};

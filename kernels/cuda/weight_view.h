@@ -13,20 +13,19 @@
 
 namespace lowbit::cuda {
 
+// The device decoder family of a format, read off its codec's table row.
 inline WKind KindOf(Format f) {
-  switch (f) {
-    case Format::kNF4:
-    case Format::kFP4:
-    case Format::kInt4:
-    case Format::kInt4Asym: return WKind::kLut4;
-    case Format::kInt8: return WKind::kInt8;
-    case Format::kInt8Asym: return WKind::kUInt8;
-    case Format::kFP8E4M3: return WKind::kE4M3;
-    case Format::kFP8E5M2: return WKind::kE5M2;
-    case Format::kBlockwise8: return WKind::kLut8;
-    case Format::kF16: return WKind::kF16;
-    case Format::kBF16: return WKind::kBF16;
-    default: return WKind::kF32;
+  const FormatInfo& info = GetFormatInfo(f);
+  if (info.scale_kind == ScaleKind::kNone) {
+    return f == Format::kF16 ? WKind::kF16 : f == Format::kBF16 ? WKind::kBF16 : WKind::kF32;
+  }
+  if (info.code_bits == 4) return WKind::kLut4;
+  if (info.codebook_size == 256) return WKind::kLut8;
+  switch (info.dense_dtype) {
+    case DType::kI8: return WKind::kInt8;
+    case DType::kF8E4M3: return WKind::kE4M3;
+    case DType::kF8E5M2: return WKind::kE5M2;
+    default: return WKind::kUInt8;
   }
 }
 
@@ -46,7 +45,7 @@ inline StatMap MakeStatMap(const QuantState& s) {
       m.shift = Log2(s.block_size);
       break;
     case Granularity::kGroup:
-      m.row_stride = (m.cols + s.block_size - 1) / s.block_size;
+      m.row_stride = GroupsPerRow(m.cols, s.block_size);
       m.shift = Log2(s.block_size);
       break;
     case Granularity::kRow:
@@ -59,16 +58,12 @@ inline StatMap MakeStatMap(const QuantState& s) {
   return m;
 }
 
-// Value of each nibble of a 4-bit format: nf4/fp4 the tensor's own codebook, int4 the signed
-// integer (nibble - 8), int4_asym the nibble itself (its zero point is subtracted separately).
+// Value of each nibble of a 4-bit format: the tensor's own codebook (nf4/fp4), else the codec's
+// code values (int4: nibble - 8, int4_asym: the nibble; its zero point is subtracted separately).
 inline void Lut16(const QuantState& s, float* lut) {
-  for (int c = 0; c < 16; ++c) {
-    switch (s.format) {
-      case Format::kInt4: lut[c] = static_cast<float>(c - LOWBIT_INT4_SYM_OFFSET); break;
-      case Format::kInt4Asym: lut[c] = static_cast<float>(c); break;
-      default: lut[c] = s.codebook[c]; break;
-    }
-  }
+  const FormatInfo& info = GetFormatInfo(s.format);
+  const float* values = info.codebook_size == 16 ? s.codebook.data() : info.code_values;
+  for (int c = 0; c < 16; ++c) lut[c] = values[c];
 }
 
 }  // namespace lowbit::cuda

@@ -74,7 +74,7 @@ uint8_t Encode(Format format, const GroupParams& p, double w) {
   return static_cast<uint8_t>(std::clamp(v, 0, LOWBIT_INT4_ASYM_QMAX));
 }
 
-// The value the codec decodes from `code` (same float32 expression as ref::DequantizeInt4).
+// The value the codec decodes from `code` (same float32 expression as Int4Codec / Int4AsymCodec::Decode).
 double Decode(const GroupParams& p, uint8_t code) {
   return static_cast<double>(static_cast<float>(static_cast<int32_t>(code) - p.zero) * p.scale);
 }

@@ -111,7 +111,6 @@ std::string ShapeJson(const Shape& shape) {
   return s + "]";
 }
 
-int64_t CeilDiv(int64_t a, int64_t b) { return a / b + (a % b != 0); }
 
 // ---- validated access to a file's tensors -------------------------------------------------------
 
@@ -143,6 +142,18 @@ std::vector<uint8_t> ReadBytes(const SafetensorsFile& file, const TensorInfo& t)
   const uint8_t* p = file.data(t);
   return std::vector<uint8_t>(p, p + t.size);
 }
+
+// Statistics stored as f32, E8M0 bytes (decoded to 2^(e - 127); 0xFF -> NaN) or E4M3 codes,
+// as float32 (ValidateQuantizedTensor rejects NaN and values the type cannot hold).
+std::vector<float> ReadStatistics(const SafetensorsFile& file, const TensorInfo& t) {
+  if (t.dtype == DType::kF32) return ReadF32(file, t);
+  const std::vector<uint8_t> bytes = ReadBytes(file, t);
+  std::vector<float> out(bytes.size());
+  for (size_t i = 0; i < bytes.size(); ++i) {
+    out[i] = t.dtype == DType::kU8 ? E8M0ToFloat(bytes[i]) : FP8E4M3ToF32(bytes[i]);
+  }
+  return out;
+}
 std::string_view TextOf(const SafetensorsFile& file, const TensorInfo& t) {
   return std::string_view(reinterpret_cast<const char*>(file.data(t)), t.size);
 }
@@ -173,6 +184,7 @@ struct ResolvedModule {
   const TensorInfo* nested_absmax = nullptr;
   const TensorInfo* nested_code = nullptr;
   const TensorInfo* nested_offset_tensor = nullptr;
+  const TensorInfo* tensor_scale = nullptr;  // lowbit layout, formats with a tensor scale
   std::vector<std::string> keys;
 };
 
@@ -375,7 +387,11 @@ ResolvedModule ResolveLowbit(const SafetensorsFile& file, const std::string& pre
       m.nested_code = &NeedTyped(file, w + ".nested_code", DType::kF32, 256);
       m.nested_offset_tensor = &NeedTyped(file, w + ".nested_offset", DType::kF32, 1);
     } else {
-      m.scales = &NeedTyped(file, w + ".scales", DType::kF32, ns);
+      // In the format's statistic type: f32, E8M0 bytes (mxfp4) or E4M3 (nvfp4).
+      m.scales = &NeedTyped(file, w + ".scales", info.statistic_dtype, ns);
+    }
+    if (info.has_tensor_scale) {
+      m.tensor_scale = &NeedTyped(file, w + ".tensor_scale", DType::kF32, 1);
     }
     if (info.has_zero_point) m.zero_points = &NeedTyped(file, w + ".zero_points", DType::kU8, ns);
     if (info.codebook_size > 0) {
@@ -383,7 +399,8 @@ ResolvedModule ResolveLowbit(const SafetensorsFile& file, const std::string& pre
     }
   }
   for (const TensorInfo* t : {m.scales, m.zero_points, m.codebook, m.nested_codes,
-                              m.nested_absmax, m.nested_code, m.nested_offset_tensor}) {
+                              m.nested_absmax, m.nested_code, m.nested_offset_tensor,
+                              m.tensor_scale}) {
     AddKey(m, t);
   }
   return m;
@@ -442,8 +459,9 @@ QuantizedTensor Materialize(const SafetensorsFile& file, const ResolvedModule& m
     }
     s.nested = std::move(ns);
   } else if (m.scales) {
-    s.scales = ReadF32(file, *m.scales);
+    s.scales = ReadStatistics(file, *m.scales);
   }
+  if (m.tensor_scale) s.tensor_scale = ReadF32(file, *m.tensor_scale)[0];
   const std::string where = m.keys.empty() ? std::string("tensor") : m.keys.front();
   try {
     ValidateQuantizedTensor(q, Status::kCorruptData);
@@ -478,6 +496,17 @@ Part F32Vector(std::string name, const std::vector<float>& v) {
 Part U8Vector(std::string name, const std::vector<uint8_t>& v) {
   return Borrowed(std::move(name), DType::kU8, {static_cast<int64_t>(v.size())}, v.data(),
                   v.size());
+}
+// One tensor of statistics in the format's statistic type (the floats are exact values of it:
+// ValidateQuantizedTensor checked).
+Part StatisticsPart(std::string name, DType dtype, const std::vector<float>& scales) {
+  if (dtype == DType::kF32) return F32Vector(std::move(name), scales);
+  std::string bytes(scales.size(), '\0');
+  for (size_t i = 0; i < scales.size(); ++i) {
+    bytes[i] = static_cast<char>(dtype == DType::kU8 ? E8M0FromFloat(scales[i])
+                                                     : F32ToFP8E4M3(scales[i]));
+  }
+  return Owned(std::move(name), dtype, {static_cast<int64_t>(scales.size())}, std::move(bytes));
 }
 Part Text(std::string name, std::string text) {
   const int64_t len = static_cast<int64_t>(text.size());
@@ -566,7 +595,12 @@ std::vector<Part> BuildParts(std::string_view prefix_view, const QuantizedTensor
           std::memcpy(off.data(), &ns.offset, sizeof(float));
           parts.push_back(Owned(w + ".nested_offset", DType::kF32, {}, std::move(off)));
         } else {
-          parts.push_back(F32Vector(w + ".scales", s.scales));
+          parts.push_back(StatisticsPart(w + ".scales", info.statistic_dtype, s.scales));
+        }
+        if (info.has_tensor_scale) {
+          std::string ts(sizeof(float), '\0');
+          std::memcpy(ts.data(), &s.tensor_scale, sizeof(float));
+          parts.push_back(Owned(w + ".tensor_scale", DType::kF32, {1}, std::move(ts)));
         }
         if (info.has_zero_point) parts.push_back(U8Vector(w + ".zero_points", s.zero_points));
         if (info.codebook_size > 0) parts.push_back(F32Vector(w + ".codebook", s.codebook));

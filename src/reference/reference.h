@@ -8,31 +8,35 @@
 #include <cstdint>
 #include <vector>
 
+#include "lowbit/codecs/codecs.h"
 #include "lowbit/quantize.h"
 
 namespace lowbit::ref {
 
+// Per-format rules live in the codecs (include/lowbit/codecs/); the tensor-level oracle of every
+// format is ref::QuantizeWithCodec / DequantizeWithCodec (codec_reference.h), reached through
+// FormatInfo::reference_quantize / reference_dequantize. Below: flat-array forms that kernels'
+// tests, double quantization and the optimizers call directly.
+
 // ---- 4-bit codebooks (nf4, fp4) --------------------------------------------------------------
 // bitsandbytes CUDA decision trees (dQuantizeNF4 / dQuantizeFP4) on a scaled value y.
-uint8_t QuantizeNF4Value(float y);
-uint8_t QuantizeFP4Value(float y);
+inline uint8_t QuantizeNF4Value(float y) { return NF4Codec::EncodeScaled(y); }
+inline uint8_t QuantizeFP4Value(float y) { return FP4Codec::EncodeScaled(y); }
 // Blockwise over n flat elements: absmax[b] = max |x| of block b; y = x * f32(1 / absmax);
-// packed high-nibble-first into ceil(n/2) bytes. absmax has ceil(n / block) entries.
+// packed high-nibble-first into ceil(n/2) bytes. absmax has ceil(n / block) entries. The
+// contract of the SIMD kernel cpu::Quantize4bitBlockwise.
 void Quantize4bitBlockwise(Format format, const float* x, int64_t n, int64_t block,
                            uint8_t* packed, float* absmax);
-// out[i] = f32(codebook[nibble(i)] * absmax[i / block]).
-void Dequantize4bitBlockwise(const float* codebook16, const uint8_t* packed, int64_t n,
-                             int64_t block, const float* absmax, float* out);
 // Reads nibble i of a high-nibble-first packed array.
-inline uint8_t Nibble(const uint8_t* packed, int64_t i) {
-  const uint8_t b = packed[i >> 1];
-  return (i & 1) ? (b & 0x0F) : (b >> 4);
-}
+inline uint8_t Nibble(const uint8_t* packed, int64_t i) { return GetNibble(packed, i); }
 
 // ---- dynamic 8-bit blockwise ----------------------------------------------------------------
-// bitsandbytes CUDA dQuantize<0>: 7-step binary search in the sorted 256-entry `code`, nearest
-// of three by float32 midpoints, ties to the search's pivot.
-uint8_t QuantizeDynamicValue(const float* code256, float y);
+// bitsandbytes CUDA dQuantize<0> (Blockwise8Codec::EncodeScaled) with the map `code256`.
+inline uint8_t QuantizeDynamicValue(const float* code256, float y) {
+  return Blockwise8Codec::EncodeScaled(code256, y);
+}
+// Flat blocks of `block`: absmax[b] = max |x|; q[i] = QuantizeDynamicValue(code256, x * f32(1 /
+// absmax)) (0 for a zero block); dequantize: out[i] = f32(code256[q[i]] * absmax[i / block]).
 void QuantizeBlockwise8(const float* code256, const float* x, int64_t n, int64_t block,
                         uint8_t* q, float* absmax);
 void DequantizeBlockwise8(const float* code256, const uint8_t* q, int64_t n, int64_t block,
@@ -52,56 +56,29 @@ using Blockwise4Fn = void (*)(Format format, const float* x, int64_t n, int64_t 
 void QuantizeCodebook4With(Blockwise4Fn blockwise, const float* x, const QuantizeOptions& o,
                            QuantizedTensor& out);
 
-// ---- per-format QuantizeFn / DequantizeFn for the format table --------------------------------
-// `out.state` arrives with format, shape, dtype, granularity and block_size resolved and
-// `out.data` sized; these fill data, scales, zero points, codebook and nested state.
-void QuantizeNF4(const float* x, const QuantizeOptions& o, QuantizedTensor& out);
-void QuantizeFP4(const float* x, const QuantizeOptions& o, QuantizedTensor& out);
-void Dequantize4bitCodebook(const QuantizedTensor& q, float* out);
-void QuantizeBlockwise8(const float* x, const QuantizeOptions& o, QuantizedTensor& out);
-void DequantizeBlockwise8(const QuantizedTensor& q, float* out);
-void QuantizeInt8(const float* x, const QuantizeOptions& o, QuantizedTensor& out);
-void DequantizeInt8(const QuantizedTensor& q, float* out);
-void QuantizeInt8Asym(const float* x, const QuantizeOptions& o, QuantizedTensor& out);
-void DequantizeInt8Asym(const QuantizedTensor& q, float* out);
-void QuantizeInt4(const float* x, const QuantizeOptions& o, QuantizedTensor& out);
-void QuantizeInt4Asym(const float* x, const QuantizeOptions& o, QuantizedTensor& out);
-void DequantizeInt4(const QuantizedTensor& q, float* out);  // both int4 variants
-void QuantizeFP8(const float* x, const QuantizeOptions& o, QuantizedTensor& out);
-void DequantizeFP8(const QuantizedTensor& q, float* out);  // both fp8 variants
-
 // ---- integer helpers shared with calibration (GPTQ/AWQ) and kernels' tests -------------------
 // round-half-even of x / scale clamped to [lo, hi]; scale == 0 gives 0.
-int32_t RoundClamp(float x, float scale, int32_t lo, int32_t hi);
+inline int32_t RoundClamp(float x, float scale, int32_t lo, int32_t hi) {
+  return integer_codec::RoundClamp(x, scale, lo, hi);
+}
 // Symmetric int4 scale of a group (absmax / 7) and asymmetric (scale, zero) from min/max
 // (min/max widened to include 0, as GPTQ does).
-float Int4SymScale(float absmax);
-void AsymScaleZero(float min, float max, int32_t qmax, float* scale, uint8_t* zero);
+inline float Int4SymScale(float absmax) {
+  return absmax / static_cast<float>(LOWBIT_INT4_SYM_QMAX);
+}
+inline void AsymScaleZero(float min, float max, int32_t qmax, float* scale, uint8_t* zero) {
+  const BlockStatistic s = integer_codec::AsymFromRange(min, max, qmax);
+  *scale = s.scale;
+  *zero = s.zero;
+}
 
-// Calls fn(statistic_index, begin, end) for each statistic's flat element range of a kTensor,
-// kRow or kGroup state, in ascending order.
+// Calls fn(statistic_index, begin, end) for each statistic's flat element range, in order.
 template <class Fn>
 void ForEachGroup(const QuantState& s, Fn&& fn) {
-  const int64_t rows = s.rows(), cols = s.cols();
-  switch (s.granularity) {
-    case Granularity::kTensor:
-      fn(int64_t{0}, int64_t{0}, rows * cols);
-      return;
-    case Granularity::kRow:
-      for (int64_t r = 0; r < rows; ++r) fn(r, r * cols, (r + 1) * cols);
-      return;
-    case Granularity::kGroup: {
-      const int64_t per_row = (cols + s.block_size - 1) / s.block_size;
-      for (int64_t r = 0; r < rows; ++r) {
-        for (int64_t g = 0; g < per_row; ++g) {
-          const int64_t begin = r * cols + g * s.block_size;
-          fn(r * per_row + g, begin, std::min(begin + s.block_size, (r + 1) * cols));
-        }
-      }
-      return;
-    }
-    default:
-      LOWBIT_DCHECK_INVARIANT(false);
+  const int64_t count = s.num_scales();
+  for (int64_t g = 0; g < count; ++g) {
+    const ElementRange r = StatisticRange(s.granularity, s.rows(), s.cols(), s.block_size, g);
+    fn(g, r.begin, r.end);
   }
 }
 

@@ -1,0 +1,56 @@
+// lowbit/codecs/codecs.h — every format's codec, and the one bridge from a runtime Format to its
+// codec type (VisitFormat). Header-only.
+#ifndef LOWBIT_CODECS_CODECS_H_
+#define LOWBIT_CODECS_CODECS_H_
+
+#include <string>
+#include <utility>
+
+#include "lowbit/codecs/blockwise8.h"
+#include "lowbit/codecs/codebook4.h"
+#include "lowbit/codecs/dense.h"
+#include "lowbit/codecs/fp8.h"
+#include "lowbit/codecs/integer.h"
+#include "lowbit/codecs/microscaling.h"
+#include "lowbit/status.h"
+
+namespace lowbit {
+
+// The codecs in Format order: appending a format is one codec type and one entry here.
+template <class... C>
+struct CodecList {
+  static constexpr int kSize = sizeof...(C);
+};
+using AllCodecs = CodecList<F32Codec, F16Codec, BF16Codec, Int8Codec, Int8AsymCodec, Int4Codec,
+                            Int4AsymCodec, NF4Codec, FP4Codec, FP8E4M3Codec, FP8E5M2Codec,
+                            Blockwise8Codec, MXFP4Codec, NVFP4Codec>;
+static_assert(AllCodecs::kSize == kNumFormats, "one codec per Format value");
+
+namespace codecs_internal {
+template <int I, class Fn, class First, class... Rest>
+decltype(auto) Visit(int index, Fn&& fn, CodecList<First, Rest...>*) {
+  static_assert(static_cast<int>(First::kFormat) == I, "AllCodecs must follow the Format enum");
+  if constexpr (sizeof...(Rest) == 0) {
+    return std::forward<Fn>(fn)(First{});
+  } else {
+    if (index == I) return std::forward<Fn>(fn)(First{});
+    return Visit<I + 1>(index, std::forward<Fn>(fn), static_cast<CodecList<Rest...>*>(nullptr));
+  }
+}
+}  // namespace codecs_internal
+
+// Calls fn(Codec{}) with the codec of `format` and returns its result (every branch must return
+// the same type). Throws Error(kUnsupportedFormat) for a value outside the enum.
+template <class Fn>
+decltype(auto) VisitFormat(Format format, Fn&& fn) {
+  const int index = static_cast<int>(format);
+  if (index < 0 || index >= kNumFormats) {
+    throw Error(Status::kUnsupportedFormat, "unknown format value " + std::to_string(index));
+  }
+  return codecs_internal::Visit<0>(index, std::forward<Fn>(fn),
+                                   static_cast<AllCodecs*>(nullptr));
+}
+
+}  // namespace lowbit
+
+#endif  // LOWBIT_CODECS_CODECS_H_
