@@ -84,6 +84,8 @@ const FormatCase kFormats[] = {
     {"int8", false, Format::kInt8, false, true},
     {"fp8_e4m3", false, Format::kFP8E4M3, false, false},
     {"blockwise8", false, Format::kBlockwise8, false, false},
+    {"mxfp4", false, Format::kMXFP4, false, false},
+    {"nvfp4", false, Format::kNVFP4, false, false},
 };
 
 // Activation cases: a dtype, or float32 run through the int8-activation path.

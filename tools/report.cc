@@ -45,6 +45,8 @@ std::vector<Variant> ReportVariants() {
       {Format::kNF4, 64, true, "nf4 b64 dq"},
       {Format::kFP4, 64, false, "fp4 b64"},
       {Format::kFP4, 64, true, "fp4 b64 dq"},
+      {Format::kMXFP4, 0, false, "mxfp4 (g32, E8M0)"},
+      {Format::kNVFP4, 0, false, "nvfp4 (g16, E4M3 + f32)"},
   };
 }
 

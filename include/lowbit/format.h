@@ -4,7 +4,9 @@
 #define LOWBIT_FORMAT_H_
 
 #include <cstdint>
+#include <string>
 #include <string_view>
+#include <utility>
 
 #include "lowbit/codecs/codecs.h"
 #include "lowbit/dtype.h"
@@ -79,6 +81,18 @@ constexpr bool IsFourBit(Format f) { return CodeBits(f) == 4; }
 // True for f32, f16, bf16 (no statistics).
 constexpr bool IsDense(Format f) {
   return format_internal::DenseOf(f, static_cast<AllCodecs*>(nullptr));
+}
+
+// The one bridge from a runtime Format to its codec type: calls fn(Codec{}) and returns its
+// result (every branch must return the same type). Throws Error(kUnsupportedFormat) for a value
+// outside the enum.
+template <class Fn>
+decltype(auto) VisitFormat(Format format, Fn&& fn) {
+  const int index = static_cast<int>(format);
+  if (index < 0 || index >= kNumFormats) {
+    ThrowError(Status::kUnsupportedFormat, "unknown format value " + std::to_string(index));
+  }
+  return codecs_internal::Visit<0>(index, std::forward<Fn>(fn), static_cast<AllCodecs*>(nullptr));
 }
 
 // Canonical payload bytes of a tensor of `num_elements` elements in `format`

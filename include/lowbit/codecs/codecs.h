@@ -1,9 +1,8 @@
-// lowbit/codecs/codecs.h — every format's codec, and the one bridge from a runtime Format to its
-// codec type (VisitFormat). Header-only.
+// lowbit/codecs/codecs.h — every format's codec, and the bridge from a runtime Format to its codec
+// type (TryVisitFormat here; the throwing VisitFormat in lowbit/format.h). Header-only.
 #ifndef LOWBIT_CODECS_CODECS_H_
 #define LOWBIT_CODECS_CODECS_H_
 
-#include <string>
 #include <utility>
 
 #include "lowbit/codecs/blockwise8.h"
@@ -12,7 +11,6 @@
 #include "lowbit/codecs/fp8.h"
 #include "lowbit/codecs/integer.h"
 #include "lowbit/codecs/microscaling.h"
-#include "lowbit/status.h"
 
 namespace lowbit {
 
@@ -39,16 +37,15 @@ decltype(auto) Visit(int index, Fn&& fn, CodecList<First, Rest...>*) {
 }
 }  // namespace codecs_internal
 
-// Calls fn(Codec{}) with the codec of `format` and returns its result (every branch must return
-// the same type). Throws Error(kUnsupportedFormat) for a value outside the enum.
+// Calls fn(Codec{}) with the codec of `format` and returns true; false (fn not called) for a
+// value outside the enum. Never throws by itself: usable without linking lowbit.
 template <class Fn>
-decltype(auto) VisitFormat(Format format, Fn&& fn) {
+bool TryVisitFormat(Format format, Fn&& fn) {
   const int index = static_cast<int>(format);
-  if (index < 0 || index >= kNumFormats) {
-    throw Error(Status::kUnsupportedFormat, "unknown format value " + std::to_string(index));
-  }
-  return codecs_internal::Visit<0>(index, std::forward<Fn>(fn),
-                                   static_cast<AllCodecs*>(nullptr));
+  if (index < 0 || index >= kNumFormats) return false;
+  codecs_internal::Visit<0>(index, [&](auto codec) { fn(codec); },
+                            static_cast<AllCodecs*>(nullptr));
+  return true;
 }
 
 }  // namespace lowbit
