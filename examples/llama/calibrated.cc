@@ -11,7 +11,19 @@ namespace lowbit::llama {
 
 namespace {
 
-// The groups of linears that read the same input, in forward order; the first one is observed.
+Model FloatModel(const FloatWeights& w) {
+  return BuildModel(w, [](int, Linear, const ConstTensorView& x) {
+    return Quantize(Format::kF32, x);
+  });
+}
+
+void RequireCalibration(const Sequences& calibration) {
+  Require(!calibration.empty(), Status::kInvalidArgument, "calibration: no sequences given");
+}
+
+}  // namespace
+
+// The groups' first linear is the one observed.
 const std::vector<std::vector<Linear>>& InputGroups() {
   static const std::vector<std::vector<Linear>> kGroups = {
       {Linear::kWq, Linear::kWk, Linear::kWv},
@@ -21,13 +33,6 @@ const std::vector<std::vector<Linear>>& InputGroups() {
   return kGroups;
 }
 
-Model FloatModel(const FloatWeights& w) {
-  return BuildModel(w, [](int, Linear, const ConstTensorView& x) {
-    return Quantize(Format::kF32, x);
-  });
-}
-
-// The inputs of linear `l` of block `layer` over all calibration sequences: [rows, K].
 std::vector<float> CollectInputs(const Model& model, const Sequences& calibration, int layer,
                                  Linear l, int64_t* rows) {
   std::vector<float> xs;
@@ -46,12 +51,6 @@ std::vector<float> CollectInputs(const Model& model, const Sequences& calibratio
   }
   return xs;
 }
-
-void RequireCalibration(const Sequences& calibration) {
-  Require(!calibration.empty(), Status::kInvalidArgument, "calibration: no sequences given");
-}
-
-}  // namespace
 
 Model QuantizeGptq(const FloatWeights& w, const Sequences& calibration,
                    const calibrate::GptqOptions& options) {

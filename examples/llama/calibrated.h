@@ -21,6 +21,15 @@ namespace lowbit::llama {
 // Calibration token sequences, each run from an empty KV cache (e.g. BOS + one story).
 using Sequences = std::vector<std::vector<int32_t>>;
 
+// The groups of linears that read the same input, in forward order: {wq, wk, wv}, {wo}, {w1, w3},
+// {w2}. The calibrated methods (GPTQ, AWQ, examples/qat_int4.cc) process them in this order.
+const std::vector<std::vector<Linear>>& InputGroups();
+
+// The inputs of linear `l` of block `layer` when `model` runs over every sequence (each from an
+// empty KV cache), stacked: [*rows, K]. Runs only the first layer + 1 blocks.
+std::vector<float> CollectInputs(const Model& model, const Sequences& calibration, int layer,
+                                 Linear l, int64_t* rows);
+
 // Every linear layer quantized with GPTQ (one Hessian per group sharing an input).
 Model QuantizeGptq(const FloatWeights& w, const Sequences& calibration,
                    const calibrate::GptqOptions& options);

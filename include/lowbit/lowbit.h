@@ -11,6 +11,7 @@
 #include "lowbit/nn/linear.h"
 #include "lowbit/nn/lora.h"
 #include "lowbit/nn/optim.h"
+#include "lowbit/nn/qat.h"
 #include "lowbit/ops.h"
 #include "lowbit/quant_state.h"
 #include "lowbit/quantize.h"
