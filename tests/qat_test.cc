@@ -159,6 +159,8 @@ OracleFamily FamilyOf(Format f) {
     case Format::kInt4Asym:
     case Format::kFP8E4M3:
     case Format::kFP8E5M2:
+    case Format::kMXFP4:  // E2M1 elements saturate like a grid: half a step past +-6
+    case Format::kNVFP4:
       return OracleFamily::kGrid;
     case Format::kNF4:
     case Format::kFP4:
@@ -255,7 +257,8 @@ TEST(FakeQuantizeBackward, ClippedSteZeroesExactlyOutsideTheRangeOfEveryQuantize
 
 TEST(FakeQuantizeBackward, NothingIsOutsideWhenTheAbsmaxComesFromTheSameBlock) {
   // int4 / int8 / fp8 / nf4 / fp4: the statistic covers its block in float32, so the clipped
-  // STE equals the STE; blockwise8 is the exception (its lowest code is -0.99297·absmax).
+  // STE equals the STE; blockwise8 is the exception (its lowest code is -0.99297·absmax), and so
+  // is mxfp4 (its power-of-two scale leaves |x / X| up to 8, and 7..8 saturates).
   for (uint64_t seed = 10; seed < 16; ++seed) {
     const std::vector<float> x = Randn(5 * 96, seed, 0.1 * static_cast<double>(seed));
     for (const Format f : {Format::kInt4, Format::kInt8, Format::kFP8E4M3, Format::kFP8E5M2,

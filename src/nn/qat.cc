@@ -81,6 +81,13 @@ RangeRule RuleFor(Format format) {
       r.family = RangeFamily::kFp8;
       r.fp8_limit = Fp8SaturationLimit(LOWBIT_FP8_E5M2_MAX, LOWBIT_FP8_E5M2_MAN_BITS);
       return r;
+    case Format::kMXFP4:
+    case Format::kNVFP4:
+      // E2M1 elements: saturating like FP8, with 1 mantissa bit (6 + ½ ulp(6) = 7), on x over
+      // the element scale f32(scale · tensor_scale) (mxfp4: tensor_scale 1).
+      r.family = RangeFamily::kFp8;
+      r.fp8_limit = Fp8SaturationLimit(LOWBIT_E2M1_MAX, 1);
+      return r;
     default:
       break;
   }
@@ -225,12 +232,13 @@ std::vector<uint8_t> InRepresentableRange(const QuantizedTensor& q, const ConstT
       break;
     case RangeFamily::kFp8:
       for (int64_t i = 0; i < n; ++i) {
-        const float scale = s.scales[static_cast<size_t>(s.ScaleIndex(i))];
+        const float scale = s.scales[static_cast<size_t>(s.ScaleIndex(i))] * s.tensor_scale;
         if (scale == 0.0f) {
           inside[i] = xf[i] == 0.0f;
           continue;
         }
-        inside[i] = std::fabs(xf[i] / scale) < rule.fp8_limit;  // y = x / scale, as QuantizeFP8
+        // y = x / scale, as the FP8 and E2M1 codecs encode.
+        inside[i] = std::fabs(xf[i] / scale) < rule.fp8_limit;
       }
       break;
   }

@@ -23,6 +23,8 @@
 //                              ends.
 //     fp8_e4m3, fp8_e5m2       inside iff |x/s| < max + ½·ulp(max) (464 and 61440): below that
 //                              the conversion rounds, above it saturates.
+//     mxfp4, nvfp4             the same rule for E2M1 elements: |x/s| < 6 + ½·ulp(6) = 7, s the
+//                              element scale f32(scale · tensor_scale).
 //     nf4, fp4, blockwise8     inside iff min(codebook)·a ≤ x ≤ max(codebook)·a (float32 products,
 //                              as the dequantizer forms them): a codebook has no grid step beyond
 //                              its last entry, so its range ends at the extreme entries.
@@ -31,7 +33,8 @@
 //   and because it makes this statement true in float32, not only in exact arithmetic:
 //   when the statistic is computed from the same block (absmax for int4/int8/fp8/nf4/fp4, as
 //   Quantize does) NOTHING is outside, so the clipped STE equals the STE. It differs only where
-//   the statistic cannot cover the block: blockwise8 (the dynamic map's lowest entry is
+//   the statistic cannot cover the block: mxfp4 (its power-of-two scale leaves |x/s| up to 8),
+//   blockwise8 (the dynamic map's lowest entry is
 //   -0.99297, so an element equal to -absmax is outside), double-quantized absmax (rounded
 //   statistics can fall below the block's absmax), asymmetric formats (the rounded zero point can
 //   push an extreme element half a step past the grid), and fixed or learned statistics.
