@@ -254,8 +254,12 @@ QuantInfo GetQuantInfo(const QuantizedTensor& q) {
   info.block_size = s.block_size;
   info.double_quant = s.nested.has_value();
   info.payload_bytes = static_cast<int64_t>(q.data.size());
-  int64_t stats = static_cast<int64_t>(s.scales.size() * sizeof(float) + s.zero_points.size() +
-                                       s.codebook.size() * sizeof(float));
+  // Statistics in their stored type (f32; one byte for mxfp4's E8M0 and nvfp4's E4M3), plus the
+  // tensor scale where the format has one: the bytes a file holds.
+  const FormatInfo& fi = GetFormatInfo(s.format);
+  int64_t stats = static_cast<int64_t>(s.scales.size() * DTypeSize(fi.statistic_dtype) +
+                                       s.zero_points.size() + s.codebook.size() * sizeof(float) +
+                                       (fi.has_tensor_scale ? sizeof(float) : 0));
   if (s.nested) {
     stats += static_cast<int64_t>(s.nested->codes.size() + s.nested->absmax.size() * sizeof(float) +
                                   s.nested->code.size() * sizeof(float) + sizeof(float));
