@@ -16,6 +16,7 @@
 #include "lowbit/dtype.h"
 #include "lowbit/format.h"
 #include "lowbit/io/checkpoint.h"
+#include "lowbit/io/gguf.h"
 #include "lowbit/io/safetensors.h"
 #include "lowbit/nn/linear.h"
 #include "lowbit/ops.h"
@@ -633,9 +634,17 @@ lowbit_status lowbit_load_tensor(const char* path, const char* prefix,
     RequireNotNull(path, "path");
     RequireNotNull(prefix, "prefix");
     RequireNotNull(out_tensor, "out_tensor");
-    const lowbit::io::SafetensorsFile file = lowbit::io::SafetensorsFile::Open(path);
     auto t = std::make_unique<lowbit_tensor>();
-    t->q = lowbit::io::LoadQuantizedTensor(file, prefix);
+    if (lowbit::io::IsGgufFile(path)) {
+      // GGUF: `prefix` is the tensor's full name, or a module prefix to which "weight" is added.
+      const lowbit::io::GgufFile file = lowbit::io::GgufFile::Open(path);
+      const lowbit::io::GgufTensorInfo* info = file.Find(prefix);
+      if (info == nullptr) info = &file.Get(std::string(prefix) + "weight");
+      t->q = lowbit::io::LoadGgufTensor(file, *info);
+    } else {
+      const lowbit::io::SafetensorsFile file = lowbit::io::SafetensorsFile::Open(path);
+      t->q = lowbit::io::LoadQuantizedTensor(file, prefix);
+    }
     *out_tensor = Publish(std::move(t));
   });
 }

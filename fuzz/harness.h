@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "lowbit/io/checkpoint.h"
+#include "lowbit/io/gguf.h"
 #include "lowbit/io/safetensors.h"
 #include "lowbit/quantize.h"
 
@@ -146,6 +147,76 @@ inline ReplayCounts ReplaySafetensorsMutations(const std::vector<std::vector<uin
     const int edits = 1 + static_cast<int>(rng() % static_cast<uint64_t>(max_edits));
     for (int k = 0; k < edits; ++k) Mutate(b, rng);
     (SafetensorsHarness(b.data(), b.size()) == Outcome::kAccepted ? c.accepted : c.rejected)++;
+  }
+  return c;
+}
+
+// Parses a GGUF image, prints every metadata value, reads every byte of every tensor, and
+// dequantizes and loads (nearest lowbit format) every small tensor of a decodable type.
+inline Outcome GgufHarness(const uint8_t* data, size_t size) {
+  try {
+    const io::GgufFile file = io::GgufFile::FromMemory(data, size);
+    volatile uint8_t sink = 0;
+    for (const io::GgufKeyValue& kv : file.metadata()) {
+      sink = sink ^ static_cast<uint8_t>(kv.value.ToString().size());
+    }
+    for (const io::GgufTensorInfo& t : file.tensors()) {
+      const uint8_t* p = file.data(t);
+      for (uint64_t i = 0; i < t.size; ++i) sink = sink ^ p[i];
+      // Bound the work per input: decode only small tensors.
+      if (t.num_elements() == 0 || t.num_elements() > (1 << 16)) continue;
+      try {
+        const std::vector<float> x = file.DequantizeToF32(t);
+        sink = sink ^ static_cast<uint8_t>(x[0] != 0.0f);
+        const QuantizedTensor q = io::LoadGgufTensor(file, t);
+        const std::vector<float> y = DequantizeToF32(q);
+        sink = sink ^ static_cast<uint8_t>(y[0] != 0.0f);
+      } catch (const Error& e) {
+        // A valid file may hold types lowbit cannot decode or values it cannot requantize.
+        if (e.status() != Status::kUnsupportedFormat && e.status() != Status::kCorruptData) throw;
+      }
+    }
+    return Outcome::kAccepted;
+  } catch (const Error&) {
+    return Outcome::kRejected;
+  }
+}
+
+// One random edit of a GGUF image: bit flips, interesting bytes, truncation, extension, chunk
+// deletion / duplication, and overwriting a 32- or 64-bit field with a boundary value (counts,
+// lengths, types, dimensions and offsets are all such fields).
+inline void MutateGguf(std::vector<uint8_t>& b, std::mt19937_64& rng) {
+  auto pick = [&](size_t n) { return n == 0 ? size_t{0} : static_cast<size_t>(rng() % n); };
+  static const uint64_t kBoundary[] = {0, 1, 2, 3, 4, 5, 7, 8, 9, 12, 13, 31, 32, 33, 63, 64, 65,
+                                       255, 256, 0x7FFFFFFFu, 0x80000000u, 0xFFFFFFFFu,
+                                       uint64_t{1} << 32, uint64_t{1} << 62, uint64_t{1} << 63,
+                                       ~uint64_t{0}};
+  const uint64_t r = rng() % 10;
+  if (r < 6) {
+    Mutate(b, rng);  // the generic edits (its header-length and digit edits are harmless here)
+    return;
+  }
+  if (b.size() < 8) return;
+  const size_t width = (r % 2 == 0) ? 4 : 8;
+  const size_t at = pick(b.size() - width + 1);
+  uint64_t v = kBoundary[pick(sizeof(kBoundary) / sizeof(kBoundary[0]))];
+  if (r == 9) {  // small relative edit of the existing field
+    uint64_t old = 0;
+    for (size_t i = width; i-- > 0;) old = (old << 8) | b[at + i];
+    v = old + (rng() % 17) - 8;
+  }
+  for (size_t i = 0; i < width; ++i) b[at + i] = static_cast<uint8_t>(v >> (8 * i));
+}
+
+// Deterministic mutation replay through GgufHarness, as ReplaySafetensorsMutations.
+inline ReplayCounts ReplayGgufMutations(const std::vector<std::vector<uint8_t>>& seeds,
+                                        std::mt19937_64& rng, int mutations, int max_edits) {
+  ReplayCounts c;
+  for (int i = 0; i < mutations; ++i) {
+    std::vector<uint8_t> b = seeds[static_cast<size_t>(i) % seeds.size()];
+    const int edits = 1 + static_cast<int>(rng() % static_cast<uint64_t>(max_edits));
+    for (int k = 0; k < edits; ++k) MutateGguf(b, rng);
+    (GgufHarness(b.data(), b.size()) == Outcome::kAccepted ? c.accepted : c.rejected)++;
   }
   return c;
 }

@@ -2,7 +2,8 @@
 """Writes the seed corpora of the libFuzzer targets (standard library only; run from the repo root).
 
 Seeds are small valid files in the layouts lowbit reads: bitsandbytes 4-bit (nf4 nested, fp4),
-bitsandbytes 8-bit, lowbit native, plain tensors; and bitsandbytes quant_state JSON strings.
+bitsandbytes 8-bit, lowbit native, plain tensors; bitsandbytes quant_state JSON strings; and GGUF
+files with every metadata value type and every ggml type lowbit decodes.
 """
 import json
 import os
@@ -42,6 +43,61 @@ def quant_state(qt, shape, nested):
     if nested:
         d.update({"nested_blocksize": 256, "nested_dtype": "float32", "nested_offset": 0.5})
     return json.dumps(d).encode()
+
+
+def gguf_string(s):
+    b = s.encode()
+    return struct.pack("<Q", len(b)) + b
+
+
+def gguf(kvs, tensors, alignment=32):
+    """kvs: list of (key, type id, encoded value bytes); tensors: list of (name, ne, ggml type,
+    data bytes). Returns a GGUF v3 image (tensors padded to `alignment`)."""
+    out = b"GGUF" + struct.pack("<IQQ", 3, len(tensors), len(kvs))
+    for key, t, value in kvs:
+        out += gguf_string(key) + struct.pack("<I", t) + value
+    off = 0
+    for name, ne, t, data in tensors:
+        out += gguf_string(name) + struct.pack("<I", len(ne)) + struct.pack("<%dQ" % len(ne), *ne)
+        out += struct.pack("<IQ", t, off)
+        off += (len(data) + alignment - 1) // alignment * alignment
+    out += b"\0" * ((alignment - len(out) % alignment) % alignment)
+    for _, _, _, data in tensors:
+        out += data + b"\0" * ((alignment - len(data) % alignment) % alignment)
+    return out
+
+
+def gguf_seeds():
+    """Two files: every metadata value type; one small tensor of each decodable ggml type."""
+    kvs = [
+        ("general.architecture", 8, gguf_string("llama")),
+        ("u8", 0, b"\x07"), ("i8", 1, b"\xf9"), ("u16", 2, struct.pack("<H", 700)),
+        ("i16", 3, struct.pack("<h", -700)), ("u32", 4, struct.pack("<I", 70000)),
+        ("i32", 5, struct.pack("<i", -70000)), ("f32", 6, struct.pack("<f", 0.5)),
+        ("bool", 7, b"\x01"), ("u64", 10, struct.pack("<Q", 1 << 40)),
+        ("i64", 11, struct.pack("<q", -(1 << 40))), ("f64", 12, struct.pack("<d", -2.25)),
+        ("tokens", 9, struct.pack("<IQ", 8, 3) + gguf_string("a") + gguf_string("") +
+         gguf_string("<0x0A>")),
+        ("scores", 9, struct.pack("<IQ", 6, 2) + struct.pack("<2f", 1.0, -1.0)),
+        ("general.alignment", 4, struct.pack("<I", 32)),
+    ]
+    blocks = {2: 18, 3: 20, 8: 34, 20: 18, 39: 17}  # q4_0 q4_1 q8_0 iq4_nl mxfp4: 32 elements
+    tensors = [("f32", [3], 0, f32([1.0, -2.0, 0.5])),
+               ("f16", [2, 2], 1, b"\x00\x3c" * 4),
+               ("bf16", [4], 30, b"\x80\x3f" * 4)]
+    for t, size in blocks.items():
+        block = struct.pack("<e", 0.25)[: 2 if t != 39 else 0] + (b"\x7e" if t == 39 else b"")
+        if t == 3:
+            block += struct.pack("<e", -0.5)
+        block += bytes((i * 29 + t) & 0xFF for i in range(size - len(block)))
+        tensors.append(("t%d" % t, [32, 2], t, block * 2))
+    tensors.append(("nvfp4", [64], 40, bytes([0x38, 0x30, 0x7F, 0x00]) + bytes(range(32))))
+    q4k = struct.pack("<ee", 0.01, 0.002) + bytes(range(7, 19)) + bytes((i * 5) & 0xFF for i in range(128))
+    q6k = bytes((i * 11) & 0xFF for i in range(192)) + bytes((i * 3 - 20) & 0xFF for i in range(16))
+    q6k += struct.pack("<e", 0.003)
+    tensors += [("q4_K", [256], 12, q4k), ("q6_K", [256], 14, q6k)]
+    return [("metadata_types", gguf(kvs, [("x", [2], 0, f32([1.0, 2.0]))])),
+            ("every_decodable_type", gguf(kvs[:1], tensors))]
 
 
 def main():
@@ -87,6 +143,11 @@ def main():
     for name, data in [("nf4_nested", quant_state("nf4", [11008, 4096], True)),
                        ("fp4", quant_state("fp4", [7], False))]:
         with open(os.path.join(qs, name), "wb") as f:
+            f.write(data)
+    gg = os.path.join(HERE, "corpus", "fuzz_gguf")
+    os.makedirs(gg, exist_ok=True)
+    for name, data in gguf_seeds():
+        with open(os.path.join(gg, name), "wb") as f:
             f.write(data)
 
 

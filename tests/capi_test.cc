@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <random>
 #include <string>
 #include <thread>
@@ -494,6 +495,47 @@ TEST(CApiFiles, CorruptAndMissingFiles) {
   std::remove(path.c_str());
   EXPECT_EQ(lowbit_load_tensor(path.c_str(), "", &t), LOWBIT_IO_ERROR);
   EXPECT_NE(std::strstr(lowbit_last_error(), "corrupt.safetensors"), nullptr);
+}
+
+TEST(CApiFiles, LoadsGgufTensorsByNameOrPrefix) {
+  const std::string dir = std::string(LOWBIT_SOURCE_DIR) + "/tests/data/gguf/";
+  const std::string path = dir + "stories260K-q4_0.gguf";
+  // q4_0 loads as int4 group 32 and dequantizes to ggml's own values, bit for bit.
+  TensorHandle t;
+  ASSERT_EQ(lowbit_load_tensor(path.c_str(), "synthetic.0.weight", &t.t), LOWBIT_OK)
+      << lowbit_last_error();
+  lowbit_tensor_info info;
+  ASSERT_EQ(lowbit_tensor_get_info(t.t, &info), LOWBIT_OK);
+  EXPECT_EQ(info.format, LOWBIT_FORMAT_INT4);
+  ASSERT_EQ(info.ndim, 2);
+  EXPECT_EQ(info.shape[0], 48);
+  EXPECT_EQ(info.shape[1], 512);
+  std::vector<float> got(48 * 512);
+  ASSERT_EQ(lowbit_dequantize(t.t, got.data(), LOWBIT_DTYPE_F32, 48 * 512), LOWBIT_OK);
+  const lowbit::io::SafetensorsFile ref =
+      lowbit::io::SafetensorsFile::Open(dir + "stories260K-q4_0.dequantized.safetensors");
+  const lowbit::io::TensorInfo& r = ref.Get("synthetic.0.weight");
+  ASSERT_EQ(r.size, got.size() * sizeof(float));
+  EXPECT_EQ(std::memcmp(got.data(), ref.data(r), r.size), 0);
+  // A module prefix gets "weight" appended.
+  TensorHandle p;
+  ASSERT_EQ(lowbit_load_tensor(path.c_str(), "layers.0.attention.wq.", &p.t), LOWBIT_OK);
+  // Missing tensor, and a type without a conversion.
+  lowbit_tensor_t* none = nullptr;
+  EXPECT_EQ(lowbit_load_tensor(path.c_str(), "nope", &none), LOWBIT_INVALID_ARGUMENT);
+  EXPECT_NE(std::strstr(lowbit_last_error(), "nopeweight"), nullptr) << lowbit_last_error();
+  EXPECT_EQ(none, nullptr);
+  // A GGUF file whose data section is cut short is corrupt, not a crash.
+  std::ifstream in(path, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string cut = TempPath("cut.gguf");
+  {
+    std::ofstream out(cut, std::ios::binary);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size() / 2));
+  }
+  EXPECT_EQ(lowbit_load_tensor(cut.c_str(), "synthetic.0.weight", &none), LOWBIT_CORRUPT_DATA);
+  EXPECT_NE(std::strstr(lowbit_last_error(), "past the end"), nullptr) << lowbit_last_error();
+  std::remove(cut.c_str());
 }
 
 // ---- The error model ----------------------------------------------------------------------------

@@ -23,7 +23,9 @@
 #include <vector>
 
 #include "lowbit/convert.h"
+#include "lowbit/codecs/ggml.h"
 #include "lowbit/io/checkpoint.h"
+#include "lowbit/io/gguf.h"
 #include "lowbit/io/safetensors.h"
 #include "lowbit/quantize.h"
 #include "cli_test_util.h"
@@ -458,6 +460,218 @@ TEST_F(CliTest, ErrorStatsMatchEstimateError) {
   const CliResult bad = Run({"error", other, q});
   EXPECT_EQ(bad.exit_code, 2);
   EXPECT_NE(bad.err.find("has no tensor"), std::string::npos) << bad.err;
+}
+
+// ---- GGUF ----------------------------------------------------------------------------------------
+
+// ggml-written reference files (tests/data/gguf/README.md).
+const std::string kGgufData = std::string(LOWBIT_SOURCE_DIR) + "/tests/data/gguf/";
+
+// The row of `name` in a table printed by the CLI, split on whitespace ({} when absent).
+std::vector<std::string> TableRow(const std::string& out, const std::string& name) {
+  std::istringstream lines(out);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind(name + " ", 0) != 0) continue;
+    std::istringstream fields(line);
+    std::vector<std::string> cols;
+    for (std::string f; fields >> f;) cols.push_back(f);
+    return cols;
+  }
+  return {};
+}
+
+TEST_F(CliTest, GgufQuantizeWritesFilesByteIdenticalToGgml) {
+  for (const char* type : {"q4_0", "q8_0", "f16", "bf16"}) {
+    SCOPED_TRACE(type);
+    const std::string out = Path(std::string(type) + ".gguf");
+    const CliResult r = Run({"quantize", kGgufData + "source-f32.safetensors", out, "-f", type,
+                             "--gguf-arch", "llama", "--gguf-name", "stories260K", "-q"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.out.find("(GGUF v3)"), std::string::npos) << r.out;
+    EXPECT_EQ(testing::ReadFile(out), testing::ReadFile(kGgufData + "stories260K-" + type + ".gguf"))
+        << "not byte-identical to ggml's file";
+  }
+}
+
+TEST_F(CliTest, GgufInspectDequantizeAndErrorAgreeWithTheLibrary) {
+  const std::string q4k = kGgufData + "stories260K-q4_K.gguf";
+  CliResult r = Run({"inspect", q4k});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("GGUF v3, 49 tensors, 3 metadata keys, alignment 32"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("general.architecture (str) = \"llama\""), std::string::npos) << r.out;
+  std::vector<std::string> row = TableRow(r.out, "synthetic.0.weight");
+  // name, type, "[48,", "512]", bytes, bits/weight, "int4_asym", "g32", "rel", "L2", value
+  ASSERT_EQ(row.size(), 11u) << r.out;
+  EXPECT_EQ(row[1], "q4_K");
+  EXPECT_EQ(row[4], std::to_string(48 * 512 / 256 * 144));
+  EXPECT_EQ(row[5], "4.500");
+  EXPECT_EQ(row[6] + " " + row[7], "int4_asym g32");
+  const io::GgufFile f = io::GgufFile::Open(q4k);
+  char expected[32];
+  std::snprintf(expected, sizeof(expected), "%.3e",
+                io::GgufConversionError(f, f.Get("synthetic.0.weight")).rel_l2);
+  EXPECT_EQ(row[10], expected);
+  r = Run({"inspect", kGgufData + "stories260K-q4_0.gguf", "-m"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  row = TableRow(r.out, "synthetic.0.weight");
+  ASSERT_EQ(row.size(), 9u) << r.out;
+  EXPECT_EQ(row[6] + " " + row[7] + " " + row[8], "int4 g32 exact");
+  EXPECT_NE(r.out.find("general.alignment (u32) = 32"), std::string::npos) << r.out;
+
+  // dequantize: ggml's own values, bit for bit.
+  const std::string deq = Path("deq.safetensors");
+  r = Run({"dequantize", q4k, deq, "-q"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const io::SafetensorsFile mine = io::SafetensorsFile::Open(deq);
+  const io::SafetensorsFile ref =
+      io::SafetensorsFile::Open(kGgufData + "stories260K-q4_K.dequantized.safetensors");
+  ASSERT_EQ(mine.tensors().size(), ref.tensors().size());
+  for (const io::TensorInfo& t : ref.tensors()) {
+    const io::TensorInfo& m = mine.Get(t.name);
+    ASSERT_EQ(m.dtype, DType::kF32);
+    ASSERT_EQ(m.shape, t.shape);
+    EXPECT_EQ(std::memcmp(mine.data(m), ref.data(t), t.size), 0) << t.name;
+  }
+  EXPECT_EQ(mine.metadata().at("gguf.general.architecture"), "llama");
+
+  // error: ggml's values against the float32 source.
+  r = Run({"error", kGgufData + "source-f32.safetensors", q4k});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  row = TableRow(r.out, "synthetic.1.weight");
+  ASSERT_EQ(row.size(), 11u) << r.out;  // name type [64, 512] 4 stats, int4_asym g32, vs ggml
+  const io::SafetensorsFile src = io::SafetensorsFile::Open(kGgufData + "source-f32.safetensors");
+  const std::vector<float> a = src.CopyAsF32(src.Get("synthetic.1.weight"));
+  const std::vector<float> b = f.DequantizeToF32(f.Get("synthetic.1.weight"));
+  const int64_t n = static_cast<int64_t>(a.size());
+  const ErrorStats s = EstimateError({a.data(), DType::kF32, {n}}, {b.data(), DType::kF32, {n}});
+  std::snprintf(expected, sizeof(expected), "%.3e", s.rel_l2);
+  EXPECT_EQ(row[6], expected) << r.out;
+  EXPECT_NE(r.out.find("TOTAL"), std::string::npos);
+  EXPECT_EQ(TableRow(r.out, "norm.weight").size(), 0u);  // F32 tensors are not listed
+}
+
+TEST_F(CliTest, GgufMetadataPassesThroughAndInt4ExportsToQ4_0) {
+  // A GGUF input (f16) requantized to q8_0: metadata kept, flags added, general.alignment last.
+  const std::string out = Path("q8.gguf");
+  CliResult r = Run({"quantize", kGgufData + "stories260K-f16.gguf", out, "-f", "q8_0",
+                     "--gguf-kv", "llama.context_length=u32:512", "--gguf-kv", "x.flag=bool:true",
+                     "--gguf-name", "renamed", "-q"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const io::GgufFile in = io::GgufFile::Open(kGgufData + "stories260K-f16.gguf");
+  const io::GgufFile q8 = io::GgufFile::Open(out);
+  ASSERT_EQ(q8.metadata().size(), 5u);
+  EXPECT_EQ(q8.metadata()[0].value.AsString(), "llama");
+  EXPECT_EQ(q8.metadata()[1].value.AsString(), "renamed");
+  EXPECT_EQ(q8.metadata()[2].key, "llama.context_length");
+  EXPECT_EQ(q8.metadata()[2].value.type, io::GgufValueType::kUint32);
+  EXPECT_EQ(q8.metadata()[2].value.AsUint(), 512u);
+  EXPECT_TRUE(q8.metadata()[3].value.AsBool());
+  EXPECT_EQ(q8.metadata()[4].key, "general.alignment");
+  const io::GgufTensorInfo& t = q8.Get("layers.0.attention.wq.weight");
+  ASSERT_EQ(t.type, static_cast<uint32_t>(ggml::Type::kQ8_0));
+  const std::vector<float> x = in.DequantizeToF32(in.Get(t.name));
+  std::vector<uint8_t> expected(t.size);
+  ggml::QuantizeRow(ggml::Type::kQ8_0, x.data(), static_cast<int64_t>(x.size()), expected.data());
+  EXPECT_EQ(std::memcmp(q8.data(t), expected.data(), t.size), 0);
+  EXPECT_EQ(q8.Get("layers.0.feed_forward.w2.weight").type, static_cast<uint32_t>(ggml::Type::kF16));
+  EXPECT_EQ(q8.Get("norm.weight").type, static_cast<uint32_t>(ggml::Type::kF32));
+
+  // lowbit int4 g32 (round-to-nearest here; GPTQ/AWQ output is the same format) -> q4_0.
+  const std::string int4 = Path("int4.safetensors");
+  ASSERT_EQ(Run({"quantize", kGgufData + "source-f32.safetensors", int4, "-f", "int4", "-b", "32",
+                 "-q"}).exit_code, 0);
+  const std::string q4 = Path("int4.gguf");
+  r = Run({"quantize", int4, q4, "-f", "q4_0", "--gguf-arch", "llama"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("exported to q4_0 (only change: scales rounded to f16"), std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("int4 g32 -> q4_0: f16 scales, max rel scale change"), std::string::npos);
+  const io::SafetensorsFile lb = io::SafetensorsFile::Open(int4);
+  const io::GgufFile g = io::GgufFile::Open(q4);
+  int exported = 0;
+  for (const io::CheckpointEntry& e : io::ListQuantizedModules(lb)) {
+    if (e.layout != io::TensorLayout::kLowbit) continue;
+    const io::GgufTensorInfo& gt = g.Get(e.name);
+    if (e.shape[1] % 32 != 0) {  // w2: rows of 172 are written as the exact f32 values
+      ASSERT_EQ(gt.type, static_cast<uint32_t>(ggml::Type::kF32)) << e.name;
+      const std::vector<float> v = DequantizeToF32(io::LoadQuantizedTensor(lb, e.prefix));
+      EXPECT_EQ(std::memcmp(v.data(), g.data(gt), gt.size), 0) << e.name;
+      continue;
+    }
+    ASSERT_EQ(gt.type, static_cast<uint32_t>(ggml::Type::kQ4_0)) << e.name;
+    const std::vector<uint8_t> blocks = io::Int4ToQ4_0(io::LoadQuantizedTensor(lb, e.prefix));
+    ASSERT_EQ(blocks.size(), gt.size);
+    EXPECT_EQ(std::memcmp(blocks.data(), g.data(gt), gt.size), 0) << e.name;
+    ++exported;
+  }
+  EXPECT_EQ(exported, 33);
+  // Other group sizes cannot be q4_0.
+  const std::string int4_128 = Path("int4_128.safetensors");
+  ASSERT_EQ(Run({"quantize", kGgufData + "source-f32.safetensors", int4_128, "-f", "int4", "-q"})
+                .exit_code, 0);
+  r = Run({"quantize", int4_128, Path("bad.gguf"), "-f", "q4_0"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("only int4 with group size 32 exports"), std::string::npos) << r.err;
+
+  // GGUF (f16) in, lowbit nf4 out: the same bytes as the library on ggml's values.
+  const std::string nf4 = Path("nf4.safetensors");
+  r = Run({"quantize", kGgufData + "stories260K-f16.gguf", nf4, "-f", "nf4", "-q"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const io::SafetensorsFile nf = io::SafetensorsFile::Open(nf4);
+  const std::vector<float> w = in.DequantizeToF32(in.Get("synthetic.0.weight"));
+  const QuantizedTensor lib = Quantize(Format::kNF4, {w.data(), DType::kF32, {48, 512}});
+  EXPECT_EQ(io::LoadQuantizedTensor(nf, "synthetic.0.").data, lib.data);
+  EXPECT_EQ(nf.metadata().at("gguf.general.name"), "stories260K");
+  EXPECT_EQ(ListDir(), (std::vector<std::string>{"int4.gguf", "int4.safetensors",
+                                                 "int4_128.safetensors", "nf4.safetensors",
+                                                 "q8.gguf"}));
+}
+
+TEST_F(CliTest, GgufMisnamedFilesAndBadRequestsAreClearErrors) {
+  const std::string gguf_bytes_as_st = Path("model.safetensors");
+  const std::string st_bytes_as_gguf = Path("model.gguf");
+  testing::WriteFile(gguf_bytes_as_st, testing::ReadFile(kGgufData + "stories260K-q4_0.gguf"));
+  testing::WriteFile(st_bytes_as_gguf, testing::ReadFile(kGgufData + "source-f32.safetensors"));
+  CliResult r = Run({"inspect", gguf_bytes_as_st});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("is a GGUF file"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("rename it to .gguf"), std::string::npos) << r.err;
+  r = Run({"dequantize", st_bytes_as_gguf, Path("o.safetensors")});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("holds a safetensors file"), std::string::npos) << r.err;
+  r = Run({"error", kGgufData + "source-f32.safetensors", gguf_bytes_as_st});
+  EXPECT_EQ(r.exit_code, 2);
+  // A .gguf that is neither: corrupt data naming its first bytes.
+  testing::WriteFile(Path("junk.gguf"), std::vector<uint8_t>(64, 'x'));
+  r = Run({"inspect", Path("junk.gguf")});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("not a GGUF file (first bytes 78787878"), std::string::npos) << r.err;
+  const std::string src = kGgufData + "source-f32.safetensors";
+  // Formats and flags that do not apply.
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"quantize", src, Path("o.gguf"), "-f", "nf4"},
+        std::vector<std::string>{"quantize", src, Path("o.gguf"), "-f", "q4_0", "-b", "64"},
+        std::vector<std::string>{"quantize", src, Path("o.gguf"), "-f", "q4_0", "--gguf-kv", "k=u8:300"},
+        std::vector<std::string>{"quantize", src, Path("o.gguf"), "-f", "q4_0", "--gguf-kv", "nokind"},
+        std::vector<std::string>{"quantize", src, Path("o.safetensors"), "-f", "nf4", "--gguf-name", "x"},
+        std::vector<std::string>{"dequantize", kGgufData + "stories260K-q4_0.gguf", Path("o.gguf")},
+        std::vector<std::string>{"quantize", kGgufData + "stories260K-q4_K.gguf", Path("o.gguf"),
+                                 "-f", "q8_0"}}) {
+    SCOPED_TRACE(args[1] + " " + args[2] + " " + args.back());
+    r = Run(args);
+    EXPECT_EQ(r.exit_code, 2) << r.err;
+  }
+  // Non-finite weights cannot be q4_0; nothing is written, the old file survives.
+  std::vector<float> w(64 * 32, 0.01f);
+  w[100] = std::nanf("");
+  io::SaveSafetensors(Path("nan.safetensors"), {{"l.weight", {w.data(), DType::kF32, {64, 32}}}});
+  testing::WriteFile(Path("keep.gguf"), {1, 2, 3});
+  r = Run({"quantize", Path("nan.safetensors"), Path("keep.gguf"), "-f", "q4_0"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("non-finite value at flat index 100"), std::string::npos) << r.err;
+  EXPECT_EQ(testing::ReadFile(Path("keep.gguf")), (std::vector<uint8_t>{1, 2, 3}));
+  EXPECT_EQ(ListDir(), (std::vector<std::string>{"junk.gguf", "keep.gguf", "model.gguf",
+                                                 "model.safetensors", "nan.safetensors"}));
 }
 
 // ---- convert -------------------------------------------------------------------------------------

@@ -50,6 +50,50 @@ Format ParseFormat(const std::string& name);
 // Comma-separated list of every format name, for help texts and messages.
 std::string FormatNameList();
 
+// ---- checkpoint files: safetensors or GGUF --------------------------------------------------------
+enum class FileKind { kSafetensors, kGguf };
+// The kind of an existing input file, decided by its content (the "GGUF" magic), with the
+// extension checked against it: "x.gguf" holding safetensors, or a GGUF file under another
+// extension, throws Error(kInvalidArgument) saying what the file is and how to name it. A file
+// that cannot be read is taken by its extension (opening it then reports the OS error).
+FileKind InputFileKind(const std::string& path);
+// The kind an output path asks for: ".gguf" -> GGUF, anything else -> safetensors.
+FileKind OutputFileKind(const std::string& path);
+
+// Whether `quantize` converts a tensor: 2-D f32/f16/bf16 with positive dims, named "weight" or
+// "*.weight", matched by no --skip pattern (a pattern with * ? [ is an fnmatch glob over the whole
+// name, where '*' also crosses '.'; any other pattern matches names that contain it).
+bool ShouldQuantizeTensor(const std::string& name, DType dtype, const Shape& shape,
+                          const std::vector<std::string>& skip);
+
+// GGUF subcommands (tools/gguf_cmd.cc; docs/cli.md "GGUF").
+// `lowbit inspect FILE.gguf`: header, metadata (all of it with `metadata`), one row per tensor
+// with its ggml type, the lowbit format it loads as and, unless `!conversion_error`, the
+// measured conversion error.
+int RunInspectGguf(const std::string& path, bool metadata, bool conversion_error);
+// `lowbit error ORIGINAL QUANTIZED` when either file is GGUF.
+int RunErrorGguf(const std::string& original, const std::string& quantized);
+// `lowbit dequantize IN.gguf OUT.safetensors [--dtype]`: ggml's exact values.
+int RunDequantizeGguf(const std::string& input, const std::string& output,
+                      const std::string& dtype, bool quiet);
+// `lowbit quantize IN OUT.gguf --format q4_0|q8_0|f16|bf16|f32` and
+// `lowbit quantize IN.gguf OUT.safetensors --format <lowbit format>`.
+struct GgufQuantizeArgs {
+  std::string input;
+  std::string output;
+  std::string format;
+  std::vector<std::string> skip;
+  std::string gguf_name;               // --gguf-name: general.name
+  std::string gguf_arch;               // --gguf-arch: general.architecture
+  std::vector<std::string> gguf_kv;    // --gguf-kv KEY=TYPE:VALUE
+  int64_t block_size = 0;              // safetensors output only
+  bool double_quant = false;           // safetensors output only
+  int threads = 0;
+  bool quiet = false;
+};
+int RunQuantizeToGguf(const GgufQuantizeArgs& args);
+int RunQuantizeGgufToSafetensors(const GgufQuantizeArgs& args);
+
 // Writes a Hugging Face config.json holding only {"quantization_config": {...}} for a
 // bitsandbytes checkpoint of `format` (nf4/fp4: load_in_4bit; int8: load_in_8bit), with
 // llm_int8_skip_modules = `skip_modules` (null when empty). Throws Error(kIoError).

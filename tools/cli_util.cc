@@ -1,4 +1,5 @@
 // tools/cli_util.cc — helpers shared by the lowbit subcommands: tables, formats, progress, data.
+#include <fnmatch.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -9,6 +10,7 @@
 #include "cli.h"
 #include "lowbit/format.h"
 #include "lowbit/io/checkpoint.h"
+#include "lowbit/io/gguf.h"
 #include "lowbit/status.h"
 
 namespace lowbit::cli {
@@ -28,6 +30,68 @@ Format ParseFormat(const std::string& name) {
   } catch (const Error&) {
     throw UsageError("unknown format '" + name + "' (valid: " + FormatNameList() + ")");
   }
+}
+
+namespace {
+
+bool EndsWith(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+constexpr const char kGgufExtension[] = ".gguf";
+
+// A safetensors file starts with an 8-byte little-endian header length and then '{'.
+bool LooksLikeSafetensors(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) return false;
+  unsigned char head[9];
+  const size_t n = std::fread(head, 1, sizeof(head), f);
+  std::fclose(f);
+  return n == sizeof(head) && head[8] == '{';
+}
+
+bool Readable(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) return false;
+  std::fclose(f);
+  return true;
+}
+
+}  // namespace
+
+FileKind OutputFileKind(const std::string& path) {
+  return EndsWith(path, kGgufExtension) ? FileKind::kGguf : FileKind::kSafetensors;
+}
+
+FileKind InputFileKind(const std::string& path) {
+  const FileKind by_name = OutputFileKind(path);
+  if (!Readable(path)) return by_name;
+  const bool gguf = io::IsGgufFile(path);
+  if (by_name == FileKind::kGguf && !gguf && LooksLikeSafetensors(path)) {
+    throw Error(Status::kInvalidArgument,
+                "'" + path + "' is named .gguf but holds a safetensors file; rename it to "
+                             ".safetensors");
+  }
+  if (by_name != FileKind::kGguf && gguf) {
+    throw Error(Status::kInvalidArgument,
+                "'" + path + "' is a GGUF file (it starts with \"GGUF\") but is not named .gguf; "
+                             "rename it to .gguf");
+  }
+  return by_name;  // a .gguf without the magic: GgufFile::Open says what it starts with
+}
+
+bool ShouldQuantizeTensor(const std::string& name, DType dtype, const Shape& shape,
+                          const std::vector<std::string>& skip) {
+  if (shape.size() != 2 || !IsFloatActivation(dtype) || shape[0] <= 0 || shape[1] <= 0) return false;
+  if (name != "weight" && !EndsWith(name, ".weight")) return false;
+  for (const std::string& p : skip) {
+    if (p.find_first_of("*?[") != std::string::npos) {
+      if (::fnmatch(p.c_str(), name.c_str(), 0) == 0) return false;
+    } else if (name.find(p) != std::string::npos) {
+      return false;
+    }
+  }
+  return true;
 }
 
 void WriteBnbQuantizationConfig(const std::string& path, Format format, bool double_quant,

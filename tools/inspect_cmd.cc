@@ -30,9 +30,13 @@ std::string FormatColumn(const io::CheckpointEntry& e) {
 struct InspectOptions {
   std::string path;
   bool metadata = false;
+  bool no_conversion_error = false;
 };
 
 int RunInspect(const InspectOptions& o) {
+  if (InputFileKind(o.path) == FileKind::kGguf) {
+    return RunInspectGguf(o.path, o.metadata, !o.no_conversion_error);
+  }
   const io::SafetensorsFile file = io::SafetensorsFile::Open(o.path);
   const std::vector<io::CheckpointEntry> entries = io::ListQuantizedModules(file);
   Table table({"name", "format", "layout", "shape", "bytes", "bits/weight"});
@@ -72,6 +76,9 @@ struct ErrorOptions {
 };
 
 int RunError(const ErrorOptions& o) {
+  if (InputFileKind(o.original) == FileKind::kGguf || InputFileKind(o.quantized) == FileKind::kGguf) {
+    return RunErrorGguf(o.original, o.quantized);
+  }
   const io::SafetensorsFile orig = io::SafetensorsFile::Open(o.original);
   const io::SafetensorsFile quant = io::SafetensorsFile::Open(o.quantized);
   Table table({"name", "format", "shape", "mean abs err", "max abs err", "rel L2 err", "SNR dB"});
@@ -123,9 +130,14 @@ int RunError(const ErrorOptions& o) {
 Subcommand AddInspectCommand(CLI::App& app) {
   auto o = std::make_shared<InspectOptions>();
   CLI::App* sub = app.add_subcommand(
-      "inspect", "List the tensors of a safetensors file (plain, bitsandbytes or lowbit layout).");
-  sub->add_option("file", o->path, ".safetensors file")->required();
-  sub->add_flag("-m,--metadata", o->metadata, "also print the __metadata__ entries");
+      "inspect",
+      "List the tensors of a safetensors file (plain, bitsandbytes or lowbit layout) or a GGUF "
+      "file (ggml types, the lowbit format each loads as, the conversion error).");
+  sub->add_option("file", o->path, ".safetensors or .gguf file")->required();
+  sub->add_flag("-m,--metadata", o->metadata,
+                "also print the __metadata__ entries (GGUF: every metadata key/value)");
+  sub->add_flag("--no-conversion-error", o->no_conversion_error,
+                "GGUF: skip measuring each tensor's conversion error (faster on large files)");
   return {sub, [o] { return RunInspect(*o); }};
 }
 
@@ -133,8 +145,9 @@ Subcommand AddErrorCommand(CLI::App& app) {
   auto o = std::make_shared<ErrorOptions>();
   CLI::App* sub = app.add_subcommand(
       "error", "Per-tensor and total error of a quantized file against the original.");
-  sub->add_option("original", o->original, "original (float) .safetensors file")->required();
-  sub->add_option("quantized", o->quantized, "quantized .safetensors file")->required();
+  sub->add_option("original", o->original, "original (float) .safetensors or .gguf file")
+      ->required();
+  sub->add_option("quantized", o->quantized, "quantized .safetensors or .gguf file")->required();
   return {sub, [o] { return RunError(*o); }};
 }
 

@@ -1,7 +1,5 @@
 // tools/quantize_cmd.cc — `lowbit quantize` and `lowbit dequantize`: safetensors in, safetensors
 // out, tensor by tensor with bounded memory.
-#include <fnmatch.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -43,6 +41,10 @@ struct QuantizeCommandOptions {
   bool allow_uncalibrated = false;
   bool act_order = false;
   double percdamp = 0.01;
+  // GGUF output (docs/cli.md "GGUF").
+  std::string gguf_name;
+  std::string gguf_arch;
+  std::vector<std::string> gguf_kv;
 };
 
 enum class Method { kRoundToNearest, kGptq, kAwq };
@@ -54,27 +56,13 @@ constexpr const char kCalibrationSuffix[] = ".inputs";
 // Q (x ⊘ s)ᵀ, i.e. its effective weight is Dequantize(Q) · diag(1 / s).
 constexpr const char kAwqScaleSuffix[] = ".awq_scale";
 
-// A pattern with glob characters is matched with fnmatch against the whole name ('*' also
-// crosses '.'); any other pattern matches names that contain it.
-bool IsSkipped(const std::string& name, const std::vector<std::string>& patterns) {
-  for (const std::string& p : patterns) {
-    if (p.find_first_of("*?[") != std::string::npos) {
-      if (::fnmatch(p.c_str(), name.c_str(), 0) == 0) return true;
-    } else if (name.find(p) != std::string::npos) {
-      return true;
-    }
-  }
-  return false;
-}
-
 bool EndsWith(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 // Quantized: 2-D float tensors named "weight" or "*.weight" that no --skip pattern matches.
 bool ShouldQuantize(const io::TensorInfo& t, const std::vector<std::string>& skip) {
-  return t.shape.size() == 2 && IsFloatActivation(t.dtype) && t.shape[0] > 0 && t.shape[1] > 0 &&
-         (t.name == "weight" || EndsWith(t.name, ".weight")) && !IsSkipped(t.name, skip);
+  return ShouldQuantizeTensor(t.name, t.dtype, t.shape, skip);
 }
 
 // An upper bound of the output header: every key the chosen layout may write for a quantized
@@ -169,7 +157,46 @@ std::vector<const io::TensorInfo*> MatchCalibration(const io::SafetensorsFile& i
   return match;
 }
 
+// GGUF in or out: checks the options that only apply to safetensors and hands over.
+int RunQuantizeGguf(const QuantizeCommandOptions& o, FileKind out_kind) {
+  if (o.method != "rtn" || !o.calibration.empty() || o.allow_uncalibrated || o.act_order) {
+    throw UsageError("--method, --calibration, --allow-uncalibrated and --act-order need "
+                     "safetensors in and out; calibrate to int4 with group size 32 first (-b 32), "
+                     "then export that file to GGUF q4_0");
+  }
+  if (!o.config_json.empty()) throw UsageError("--config-json needs a safetensors output");
+  GgufQuantizeArgs a;
+  a.input = o.input;
+  a.output = o.output;
+  a.format = o.format;
+  a.skip = o.skip;
+  a.gguf_name = o.gguf_name;
+  a.gguf_arch = o.gguf_arch;
+  a.gguf_kv = o.gguf_kv;
+  a.block_size = o.block_size;
+  a.double_quant = o.double_quant;
+  a.threads = o.threads;
+  a.quiet = o.quiet;
+  if (out_kind == FileKind::kGguf) {
+    if (o.block_size != 0 || o.double_quant) {
+      throw UsageError("--blocksize and --double-quant do not apply to GGUF output (ggml types "
+                       "have fixed blocks)");
+    }
+    return RunQuantizeToGguf(a);
+  }
+  if (!o.gguf_name.empty() || !o.gguf_arch.empty() || !o.gguf_kv.empty()) {
+    throw UsageError("--gguf-name, --gguf-arch and --gguf-kv need a .gguf output");
+  }
+  return RunQuantizeGgufToSafetensors(a);
+}
+
 int RunQuantize(const QuantizeCommandOptions& o) {
+  const FileKind in_kind = InputFileKind(o.input);
+  const FileKind out_kind = OutputFileKind(o.output);
+  if (in_kind == FileKind::kGguf || out_kind == FileKind::kGguf) return RunQuantizeGguf(o, out_kind);
+  if (!o.gguf_name.empty() || !o.gguf_arch.empty() || !o.gguf_kv.empty()) {
+    throw UsageError("--gguf-name, --gguf-arch and --gguf-kv need a .gguf output");
+  }
   const Format format = ParseFormat(o.format);
   const Method method = ParseMethod(o.method);
   const bool calibrated = method != Method::kRoundToNearest;
@@ -361,6 +388,13 @@ int RunDequantize(const DequantizeCommandOptions& o) {
       throw UsageError("--dtype must be f32, f16 or bf16, got '" + o.dtype + "'");
     }
   }
+  if (OutputFileKind(o.output) == FileKind::kGguf) {
+    throw UsageError("dequantize writes safetensors; name the output .safetensors (GGUF output: "
+                     "'lowbit quantize IN OUT.gguf --format f32|f16|bf16')");
+  }
+  if (InputFileKind(o.input) == FileKind::kGguf) {
+    return RunDequantizeGguf(o.input, o.output, o.dtype, o.quiet);
+  }
   const io::SafetensorsFile in = io::SafetensorsFile::Open(o.input);
   const std::vector<io::CheckpointEntry> entries = io::ListQuantizedModules(in);
   io::SafetensorsWriter writer(o.output, in.metadata(),
@@ -428,10 +462,15 @@ int RunDequantize(const DequantizeCommandOptions& o) {
 Subcommand AddQuantizeCommand(CLI::App& app) {
   auto o = std::make_shared<QuantizeCommandOptions>();
   CLI::App* sub = app.add_subcommand(
-      "quantize", "Quantize every 2-D *.weight tensor of a safetensors file; copy the rest.");
-  sub->add_option("input", o->input, "input .safetensors file")->required();
-  sub->add_option("output", o->output, "output .safetensors file (written atomically)")->required();
-  sub->add_option("-f,--format", o->format, "target format: " + FormatNameList())->required();
+      "quantize",
+      "Quantize every 2-D *.weight tensor of a safetensors or GGUF file; copy the rest.");
+  sub->add_option("input", o->input, "input .safetensors or .gguf file")->required();
+  sub->add_option("output", o->output, "output .safetensors or .gguf file (written atomically)")
+      ->required();
+  sub->add_option("-f,--format", o->format,
+                  "target format: " + FormatNameList() + "; for a .gguf output: q4_0, q8_0, f16, "
+                  "bf16, f32")
+      ->required();
   sub->add_option("-b,--blocksize", o->block_size,
                   "block (nf4/fp4/blockwise8) or group (int4) size; 0 = format default")
       ->check(CLI::NonNegativeNumber);
@@ -458,17 +497,26 @@ Subcommand AddQuantizeCommand(CLI::App& app) {
   sub->add_flag("--act-order", o->act_order, "gptq: quantize columns by decreasing Hessian diagonal");
   sub->add_option("--percdamp", o->percdamp,
                   "gptq: dampening as a fraction of the mean Hessian diagonal (default 0.01)");
+  sub->add_option("--gguf-name", o->gguf_name, "GGUF output: general.name");
+  sub->add_option("--gguf-arch", o->gguf_arch, "GGUF output: general.architecture (e.g. llama)");
+  sub->add_option("--gguf-kv", o->gguf_kv,
+                  "GGUF output: extra metadata KEY=TYPE:VALUE (repeatable; TYPE one of u8 i8 u16 "
+                  "i16 u32 i32 u64 i64 f32 f64 bool str)");
   sub->add_flag("-q,--quiet", o->quiet, "no per-tensor progress");
   sub->footer("nf4/fp4/int8 are written in the bitsandbytes layout (loadable by transformers); "
-              "other formats in lowbit's native layout. See docs/cli.md.");
+              "other formats in lowbit's native layout. An OUTPUT named .gguf is written as GGUF "
+              "with --format q4_0, q8_0, f16, bf16 or f32 (q4_0/q8_0 byte-identical to ggml's "
+              "reference quantizers); an INPUT may be .gguf. See docs/cli.md.");
   return {sub, [o] { return RunQuantize(*o); }};
 }
 
 Subcommand AddDequantizeCommand(CLI::App& app) {
   auto o = std::make_shared<DequantizeCommandOptions>();
   CLI::App* sub = app.add_subcommand(
-      "dequantize", "Turn every quantized tensor of a safetensors file back into floats.");
-  sub->add_option("input", o->input, "quantized .safetensors file (bitsandbytes or lowbit)")
+      "dequantize",
+      "Turn every quantized tensor of a safetensors or GGUF file back into floats (safetensors).");
+  sub->add_option("input", o->input,
+                  "quantized .safetensors file (bitsandbytes or lowbit) or .gguf file")
       ->required();
   sub->add_option("output", o->output, "output .safetensors file")->required();
   sub->add_option("--dtype", o->dtype,

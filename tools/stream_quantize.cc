@@ -46,13 +46,17 @@ void ReleaseMappedPages(const void* data, uint64_t bytes) {
 
 QuantizedTensor QuantizeFromFile(const io::SafetensorsFile& file, const io::TensorInfo& info,
                                  Format format, const QuantizeOptions& options, Context& ctx) {
+  return QuantizeFromMapping(file.data(info), info, format, options, ctx);
+}
+
+QuantizedTensor QuantizeFromMapping(const uint8_t* src, const io::TensorInfo& info, Format format,
+                                    const QuantizeOptions& options, Context& ctx) {
   Require(IsFloatActivation(info.dtype), Status::kInvalidArgument,
           "tensor '" + info.name + "' has dtype " + DTypeName(info.dtype) +
               "; only f32, f16 and bf16 tensors can be quantized");
   const int64_t n = info.num_elements();
   Require(n > 0 && !info.shape.empty(), Status::kInvalidArgument,
           "tensor '" + info.name + "' is empty or a scalar");
-  const uint8_t* src = file.data(info);
   const FormatInfo& fi = GetFormatInfo(format);
   const Granularity granularity =
       options.granularity == Granularity::kDefault ? fi.default_granularity : options.granularity;
@@ -131,7 +135,10 @@ QuantizedTensor QuantizeFromFile(const io::SafetensorsFile& file, const io::Tens
 
 void CopyTensor(const io::SafetensorsFile& file, const io::TensorInfo& info,
                 io::SafetensorsWriter& writer) {
-  const uint8_t* src = file.data(info);
+  CopyMappedTensor(file.data(info), info, writer);
+}
+
+void CopyMappedTensor(const uint8_t* src, const io::TensorInfo& info, io::SafetensorsWriter& writer) {
   writer.BeginTensor(info.name, info.dtype, info.shape);
   for (uint64_t done = 0; done < info.size; done += kCopyChunkBytes) {
     const uint64_t len = std::min(kCopyChunkBytes, info.size - done);

@@ -22,11 +22,17 @@ namespace lowbit::cli {
 // The result's state.dtype is the tensor's stored dtype. Throws lowbit::Error as Quantize.
 QuantizedTensor QuantizeFromFile(const io::SafetensorsFile& file, const io::TensorInfo& info,
                                  Format format, const QuantizeOptions& options, Context& ctx);
+// The same for a tensor whose `info.size` bytes (row-major, `info.dtype`, `info.shape`) start at
+// `src` inside any read-only file mapping (a GGUF tensor; `info.offset` is ignored).
+QuantizedTensor QuantizeFromMapping(const uint8_t* src, const io::TensorInfo& info, Format format,
+                                    const QuantizeOptions& options, Context& ctx);
 
 // Appends tensor `info` of `file` unchanged to `writer` in chunks of 16 MiB, releasing each
 // chunk's source pages afterwards.
 void CopyTensor(const io::SafetensorsFile& file, const io::TensorInfo& info,
                 io::SafetensorsWriter& writer);
+// The same for `info.size` bytes at `src` inside a read-only file mapping.
+void CopyMappedTensor(const uint8_t* src, const io::TensorInfo& info, io::SafetensorsWriter& writer);
 
 // Tells the kernel the mapped bytes [data, data + bytes) are no longer needed (rounded out to
 // pages). Safe for the read-only private file mappings of SafetensorsFile::Open: untouched

@@ -265,7 +265,12 @@ LOWBIT_C_API lowbit_status lowbit_save_tensors(const char* path, const char* con
 /* Loads the tensor stored under prefix in the safetensors file at path (layout auto-detected:
  * bitsandbytes 4/8-bit, lowbit native, or a dense f32/f16/bf16 P "weight"). The caller owns
  * *out_tensor. Missing prefix: LOWBIT_INVALID_ARGUMENT; unreadable file: LOWBIT_IO_ERROR;
- * malformed file: LOWBIT_CORRUPT_DATA; newer/unknown lowbit format: LOWBIT_UNSUPPORTED_FORMAT. */
+ * malformed file: LOWBIT_CORRUPT_DATA; newer/unknown lowbit format: LOWBIT_UNSUPPORTED_FORMAT.
+ * A GGUF file (recognized by its "GGUF" magic, whatever its name) works too: prefix is the
+ * tensor's full name ("blk.0.attn_q.weight") or a prefix to which "weight" is appended; the tensor
+ * loads in the nearest lowbit format (f32/f16/bf16 as they are, q4_0 as int4 group 32 exactly,
+ * q4_1/q4_K as int4_asym group 32, iq4_nl/mxfp4/nvfp4 as nf4 block 32, q8_0/q6_K as blockwise8
+ * block 64; docs/files.md section 5); other ggml types: LOWBIT_UNSUPPORTED_FORMAT. */
 LOWBIT_C_API lowbit_status lowbit_load_tensor(const char* path, const char* prefix,
                                               lowbit_tensor_t** out_tensor);
 

@@ -1,19 +1,17 @@
 // Safetensors reader (mmap + strict validation of hostile headers) and atomic streaming writer.
 #include "lowbit/io/safetensors.h"
 
-#include <fcntl.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <utility>
 
+#include "io/file_util.h"
 #include "io/json_util.h"
 
 namespace lowbit {
@@ -36,10 +34,6 @@ constexpr DTypeNamePair kDTypeNames[] = {
 
 [[noreturn]] void Corrupt(const std::string& where, const std::string& what) {
   throw Error(Status::kCorruptData, where + ": " + what);
-}
-
-std::string Errno(const std::string& what, const std::string& path) {
-  return what + " '" + path + "': " + std::strerror(errno);
 }
 
 uint64_t ReadLE64(const uint8_t* p) {
@@ -102,33 +96,10 @@ int64_t TensorInfo::num_elements() const {
 SafetensorsFile SafetensorsFile::Open(const std::string& path) {
   SafetensorsFile f;
   f.path_ = path;
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw Error(Status::kIoError, Errno("cannot open", path));
-  struct stat st;
-  if (::fstat(fd, &st) != 0) {
-    const std::string msg = Errno("cannot stat", path);
-    ::close(fd);
-    throw Error(Status::kIoError, msg);
-  }
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    throw Error(Status::kIoError, "'" + path + "' is not a regular file");
-  }
-  f.file_size_ = static_cast<uint64_t>(st.st_size);
-  if (f.file_size_ < 8) {
-    ::close(fd);
-    Corrupt(path, "file is " + std::to_string(f.file_size_) +
-                      " bytes, shorter than the 8-byte header length field");
-  }
-  void* m = ::mmap(nullptr, f.file_size_, PROT_READ, MAP_PRIVATE, fd, 0);
-  const int map_errno = errno;
-  ::close(fd);  // the mapping keeps the file referenced
-  if (m == MAP_FAILED) {
-    errno = map_errno;
-    throw Error(Status::kIoError, Errno("cannot mmap", path));
-  }
-  f.mapping_ = m;
-  f.base_ = static_cast<const uint8_t*>(m);
+  ReadOnlyMapping m = ReadOnlyMapping::Open(path, 8, "the 8-byte header length field");
+  f.file_size_ = m.size();
+  f.base_ = m.data();
+  f.mapping_ = m.Release();
   f.Parse();  // on throw, ~SafetensorsFile unmaps
   return f;
 }
@@ -339,47 +310,6 @@ void ValidateName(std::string_view name, const char* what) {
           std::string(what) + " is not valid UTF-8");
 }
 
-void WriteAt(int fd, const void* data, size_t bytes, uint64_t offset, const std::string& path) {
-  const uint8_t* p = static_cast<const uint8_t*>(data);
-  while (bytes > 0) {
-    const ssize_t w = ::pwrite(fd, p, std::min<size_t>(bytes, size_t{1} << 30),
-                               static_cast<off_t>(offset));
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      throw Error(Status::kIoError, Errno("write failed on", path));
-    }
-    p += w;
-    bytes -= static_cast<size_t>(w);
-    offset += static_cast<uint64_t>(w);
-  }
-}
-
-void FsyncOrThrow(int fd, const std::string& path) {
-  if (::fsync(fd) != 0) throw Error(Status::kIoError, Errno("fsync failed on", path));
-}
-
-std::string DirectoryOf(const std::string& path) {
-  const size_t slash = path.rfind('/');
-  if (slash == std::string::npos) return ".";
-  if (slash == 0) return "/";
-  return path.substr(0, slash);
-}
-
-// Creates a fresh temporary next to `path`; returns its fd and stores its name.
-int CreateTemp(const std::string& path, std::string* temp_path) {
-  static std::atomic<uint64_t> counter{0};
-  for (int attempt = 0; attempt < 100; ++attempt) {
-    *temp_path = path + ".tmp-" + std::to_string(::getpid()) + "-" +
-                 std::to_string(counter.fetch_add(1));
-    const int fd = ::open(temp_path->c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (fd >= 0) return fd;
-    if (errno != EEXIST) {
-      throw Error(Status::kIoError, Errno("cannot create temporary file", *temp_path));
-    }
-  }
-  throw Error(Status::kIoError, "cannot find a free temporary name next to '" + path + "'");
-}
-
 }  // namespace
 
 uint64_t SafetensorsHeaderBound(const std::vector<TensorSpec>& specs, const Metadata& metadata) {
@@ -572,28 +502,7 @@ void SafetensorsWriter::Commit() {
     fd_ = fd2;
     temp_path_ = second;
   }
-  FsyncOrThrow(fd_, temp_path_);
-  if (::close(fd_) != 0) {
-    fd_ = -1;
-    throw Error(Status::kIoError, Errno("close failed on", temp_path_));
-  }
-  fd_ = -1;
-  if (::rename(temp_path_.c_str(), path_.c_str()) != 0) {
-    throw Error(Status::kIoError, Errno("cannot rename temporary onto", path_));
-  }
-  committed_ = true;
-  // Make the rename durable. Failure here cannot undo the (already visible) new file.
-  const std::string dir = DirectoryOf(path_);
-  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    const int rc = ::fsync(dfd);
-    const int err = errno;
-    ::close(dfd);
-    if (rc != 0) {
-      errno = err;
-      throw Error(Status::kIoError, Errno("fsync failed on directory", dir));
-    }
-  }
+  CommitTemp(&fd_, temp_path_, path_, &committed_);
 }
 
 void SaveSafetensors(const std::string& path, const std::vector<NamedTensorView>& tensors,
