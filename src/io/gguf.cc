@@ -876,8 +876,9 @@ GgufConversion GgufConversionOf(uint32_t ggml_type) {
     case ggml::Type::kQ4_1:
     case ggml::Type::kQ4_K:
       return {Format::kInt4Asym, kGroup, false};
-    case ggml::Type::kIQ4_NL:
     case ggml::Type::kMXFP4:
+      return {Format::kMXFP4, kGroup, true};  // the same E2M1 and E8M0 values
+    case ggml::Type::kIQ4_NL:
     case ggml::Type::kNVFP4:
       return {Format::kNF4, kGroup, false};
     case ggml::Type::kQ8_0:
@@ -894,40 +895,62 @@ GgufConversion GgufConversionOf(uint32_t ggml_type) {
 
 namespace {
 
-// q4_0 blocks -> lowbit int4 (group 32): scales are the f16 d widened, nibbles re-packed from
-// q4_0's order (element j < 16 low nibble of qs[j], j >= 16 high nibble of qs[j - 16]) into
-// lowbit's (flat element i in the high nibble of byte i / 2 when i is even).
-QuantizedTensor Q4_0ToInt4(const uint8_t* src, const Shape& shape, int64_t n) {
+// 32-element ggml blocks of 4-bit codes (q4_0, mxfp4: element j < 16 in the low nibble of qs[j],
+// j >= 16 in the high nibble of qs[j - 16]) -> a lowbit 4-bit format with groups of 32 along the
+// row, nibbles re-packed into lowbit's order (flat element i in the high nibble of byte i / 2 when
+// i is even), without re-quantizing. Block b's statistic is scale_of(block), its nibble c becomes
+// remap(c); qs starts `qs_offset` bytes into a `block_bytes`-byte block. A statistic lowbit cannot
+// hold (non-finite, or not an E8M0 power of two for mxfp4) is kCorruptData.
+template <class ScaleOf, class Remap>
+QuantizedTensor Blocks4ToLowbit(Format format, const uint8_t* src, const Shape& shape, int64_t n,
+                                int64_t block_bytes, int64_t qs_offset, const ScaleOf& scale_of,
+                                const Remap& remap) {
   QuantizedTensor q;
-  q.state.format = Format::kInt4;
+  q.state.format = format;
   q.state.shape = shape;
   q.state.dtype = DType::kF32;
   q.state.granularity = Granularity::kGroup;
   q.state.block_size = ggml::kQK;
   const int64_t blocks = n / ggml::kQK;
   q.state.scales.resize(static_cast<size_t>(blocks));
-  q.data.resize(static_cast<size_t>(PayloadBytes(Format::kInt4, n)));
+  q.data.resize(static_cast<size_t>(PayloadBytes(format, n)));
   for (int64_t b = 0; b < blocks; ++b) {
-    const uint8_t* blk = src + b * ggml::kQ4_0Bytes;
-    q.state.scales[static_cast<size_t>(b)] = F16ToF32(F16{ggml::internal::LoadU16(blk)});
-    const uint8_t* qs = blk + 2;
+    const uint8_t* blk = src + b * block_bytes;
+    q.state.scales[static_cast<size_t>(b)] = scale_of(blk);
+    const uint8_t* qs = blk + qs_offset;
     auto code = [&](int j) {
-      return j < ggml::kQK / 2 ? (qs[j] & 0xF) : (qs[j - ggml::kQK / 2] >> 4);
+      return remap(j < ggml::kQK / 2 ? (qs[j] & 0xF) : (qs[j - ggml::kQK / 2] >> 4));
     };
     uint8_t* out = q.data.data() + b * (ggml::kQK / 2);
     for (int k = 0; k < ggml::kQK / 2; ++k) {
       out[k] = static_cast<uint8_t>((code(2 * k) << LOWBIT_NIBBLE_FIRST_SHIFT) | code(2 * k + 1));
     }
   }
-  for (size_t b = 0; b < q.state.scales.size(); ++b) {
-    if (!std::isfinite(q.state.scales[b])) {
-      throw Error(Status::kCorruptData,
-                  "q4_0 block " + std::to_string(b) + " has the non-finite scale " +
-                      std::to_string(q.state.scales[b]) + " (load it with GgufLoadMode::kFloat32)");
-    }
+  try {
+    ValidateQuantizedTensor(q, Status::kCorruptData);
+  } catch (const Error& e) {
+    throw Error(Status::kCorruptData,
+                std::string(e.message()) + " (load it with GgufLoadMode::kFloat32)");
   }
-  ValidateQuantizedTensor(q, Status::kInternal);
   return q;
+}
+
+// q4_0 -> int4 g32: the f16 d widened; value (c - 8) * d in both.
+QuantizedTensor Q4_0ToInt4(const uint8_t* src, const Shape& shape, int64_t n) {
+  return Blocks4ToLowbit(
+      Format::kInt4, src, shape, n, ggml::kQ4_0Bytes, 2,
+      [](const uint8_t* blk) { return F16ToF32(F16{ggml::internal::LoadU16(blk)}); },
+      [](int c) { return c; });
+}
+
+// mxfp4 -> lowbit mxfp4: ggml's E2M1·2 integers times 2^(e - 128) equal E2M1 · 2^(e - 127), the
+// lowbit codec's value; ggml decodes code 8 as +0, so it becomes code 0 (lowbit's +0). ggml reads
+// e = 0xFF as 2^127·2; lowbit's E8M0 has no such value (NaN), so such a block is refused.
+QuantizedTensor Mxfp4ToLowbit(const uint8_t* src, const Shape& shape, int64_t n) {
+  return Blocks4ToLowbit(
+      Format::kMXFP4, src, shape, n, ggml::kMXFP4Bytes, 1,
+      [](const uint8_t* blk) { return E8M0ToFloat(blk[0]); },
+      [](int c) { return c == LOWBIT_E2M1_SIGN_BIT ? 0 : c; });
 }
 
 QuantizedTensor DenseTensor(Format format, DType dtype, const Shape& shape, const uint8_t* bytes,
@@ -964,9 +987,12 @@ QuantizedTensor LoadGgufTensor(const GgufFile& file, const GgufTensorInfo& info,
     default:
       break;
   }
-  if (info.type == static_cast<uint32_t>(ggml::Type::kQ4_0)) {
+  if (info.type == static_cast<uint32_t>(ggml::Type::kQ4_0) ||
+      info.type == static_cast<uint32_t>(ggml::Type::kMXFP4)) {
     try {
-      return Q4_0ToInt4(file.data(info), info.shape, n);
+      return info.type == static_cast<uint32_t>(ggml::Type::kQ4_0)
+                 ? Q4_0ToInt4(file.data(info), info.shape, n)
+                 : Mxfp4ToLowbit(file.data(info), info.shape, n);
     } catch (const Error& e) {
       if (e.status() != Status::kCorruptData) throw;
       throw Error(Status::kCorruptData, "tensor '" + info.name + "': " + e.message());
