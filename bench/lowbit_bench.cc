@@ -86,6 +86,7 @@ const FormatCase kFormats[] = {
     {"blockwise8", false, Format::kBlockwise8, false, false},
     {"mxfp4", false, Format::kMXFP4, false, false},
     {"nvfp4", false, Format::kNVFP4, false, false},
+    {"iq4_nl", false, Format::kIQ4NL, false, false},
 };
 
 // Activation cases: a dtype, or float32 run through the int8-activation path.

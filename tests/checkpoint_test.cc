@@ -639,6 +639,7 @@ TEST_F(CheckpointTest, LowbitLayoutRoundTripsEveryFormatBitExactly) {
       {Format::kInt8, G::kRow, 0, false, DType::kF32, {17}},  // 1-D
       {Format::kMXFP4, G::kDefault, 0, false, DType::kF32, {6, 100}},  // partial last group
       {Format::kNVFP4, G::kDefault, 0, false, DType::kBF16, {5, 70}},
+      {Format::kIQ4NL, G::kDefault, 0, false, DType::kF32, {4, 96}},
   };
   uint32_t seed = 100;
   int formats_seen = 0;

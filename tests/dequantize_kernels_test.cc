@@ -52,6 +52,7 @@ std::vector<Case> Cases() {
       {"fp8_e5m2_tensor", Format::kFP8E5M2, Opts(0, false, Granularity::kTensor)},
       {"mxfp4", Format::kMXFP4, Opts(0)},
       {"nvfp4", Format::kNVFP4, Opts(0)},
+      {"iq4_nl", Format::kIQ4NL, Opts(0)},
   };
 }
 

@@ -129,7 +129,7 @@ TEST(DynamicMap, Properties) {
 TEST(FormatTable, NamesRoundTripAndAreStable) {
   const char* const kNames[kNumFormats] = {"f32",  "f16", "bf16", "int8",     "int8_asym", "int4",
                                            "int4_asym", "nf4", "fp4", "fp8_e4m3", "fp8_e5m2",
-                                           "blockwise8", "mxfp4", "nvfp4"};
+                                           "blockwise8", "mxfp4", "nvfp4", "iq4_nl"};
   for (int i = 0; i < kNumFormats; ++i) {
     const Format f = static_cast<Format>(i);
     EXPECT_STREQ(FormatName(f), kNames[i]);

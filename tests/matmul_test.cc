@@ -77,6 +77,7 @@ const std::vector<WeightCase>& WeightCases() {
       {"mxfp4_k96", Format::kMXFP4, 0, false, Granularity::kDefault, 96},
       {"mxfp4_k75", Format::kMXFP4, 0, false, Granularity::kDefault, 75},
       {"nvfp4_k80", Format::kNVFP4, 0, false, Granularity::kDefault, 80},
+      {"iq4_nl_k96", Format::kIQ4NL, 0, false, Granularity::kDefault, 96},
       // Dense weights take the Eigen float32 path.
       {"f32", Format::kF32, 0, false, Granularity::kDefault, 70},
       {"bf16", Format::kBF16, 0, false, Granularity::kDefault, 33},

@@ -1,4 +1,4 @@
-// MXFP4 and NVFP4 against independent oracles: E2M1 and E4M3 by brute-force nearest-value search
+// MXFP4, NVFP4 and IQ4_NL against independent oracles: E2M1 and E4M3 by brute-force nearest-value search
 // with ties to the even code, MX scales from log2 in double, hand-derived tie cases, and the
 // lowbit file layout (E8M0 / E4M3 statistics, tensor scale) round trip.
 #include <cmath>
@@ -142,6 +142,42 @@ TEST(NVFP4, ZeroTensorHasZeroScalesAndCodes) {
   for (const float v : DequantizeToF32(q)) EXPECT_EQ(v, 0.0f);
 }
 
+// iq4_nl's grid, written out from llama.cpp's kvalues_iq4nl (not from the codec headers).
+constexpr double kIq4Grid[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                                 1,    13,   25,  38,  53,  69,  89,  113};
+
+TEST(IQ4NL, MatchesIndependentOracle) {
+  const int64_t rows = 5, cols = 96;
+  std::vector<float> x = Randn(rows * cols, 31);
+  for (size_t i = 0; i < x.size(); i += 17) x[i] *= -9.0f;  // signed extremes of both kinds
+  std::fill(x.begin() + 32, x.begin() + 64, 0.0f);           // a zero group
+  const QuantizedTensor q = Quantize2D(Format::kIQ4NL, x, rows, cols);
+  const std::vector<float> deq = DequantizeToF32(q);
+  const int64_t groups = cols / 32;
+  for (int64_t g = 0; g < rows * groups; ++g) {
+    const int64_t b = g * 32;
+    float m = 0;  // the element of largest magnitude, with its sign
+    for (int64_t i = b; i < b + 32; ++i) m = std::fabs(x[i]) > std::fabs(m) ? x[i] : m;
+    const float d = F16ToF32(F32ToF16(m / -127.0f));
+    ASSERT_EQ(F32Bits(q.state.scales[g]), F32Bits(d)) << "group " << g;
+    for (int64_t i = b; i < b + 32; ++i) {
+      int want = 8;
+      if (d != 0.0f) {
+        const double y = static_cast<double>(x[i] / d);
+        double best = std::numeric_limits<double>::infinity();
+        for (int c = 0; c < 16; ++c) {  // nearest, a tie to the lower code
+          if (std::fabs(y - kIq4Grid[c]) < best) {
+            best = std::fabs(y - kIq4Grid[c]);
+            want = c;
+          }
+        }
+      }
+      ASSERT_EQ(CodeAt(q, i), want) << "element " << i;
+      ASSERT_EQ(deq[i], static_cast<float>(kIq4Grid[want]) * d) << "element " << i;
+    }
+  }
+}
+
 TEST(Microscaling, StatisticsMustBeExactValuesOfTheirType) {
   const std::vector<float> x = Randn(64, 5);
   QuantizedTensor mx = Quantize2D(Format::kMXFP4, x, 2, 32);
@@ -159,6 +195,9 @@ TEST(Microscaling, StatisticsMustBeExactValuesOfTheirType) {
   QuantizedTensor int4 = Quantize2D(Format::kInt4, x, 2, 32);
   int4.state.tensor_scale = 2.0f;  // only nvfp4 has one
   EXPECT_THROW(ValidateQuantizedTensor(int4), Error);
+  QuantizedTensor iq = Quantize2D(Format::kIQ4NL, x, 2, 32);
+  iq.state.scales[0] = 0.1f;  // not an f16 value
+  EXPECT_THROW(ValidateQuantizedTensor(iq), Error);
   // Fixed group sizes: mxfp4 takes 32 only.
   QuantizeOptions o;
   o.block_size = 64;

@@ -161,6 +161,7 @@ OracleFamily FamilyOf(Format f) {
     case Format::kFP8E5M2:
     case Format::kMXFP4:  // E2M1 elements saturate like a grid: half a step past +-6
     case Format::kNVFP4:
+    case Format::kIQ4NL:  // a fixed non-linear grid: half a step past its extreme values
       return OracleFamily::kGrid;
     case Format::kNF4:
     case Format::kFP4:

@@ -47,6 +47,7 @@ std::vector<Variant> ReportVariants() {
       {Format::kFP4, 64, true, "fp4 b64 dq"},
       {Format::kMXFP4, 0, false, "mxfp4 (g32, E8M0)"},
       {Format::kNVFP4, 0, false, "nvfp4 (g16, E4M3 + f32)"},
+      {Format::kIQ4NL, 0, false, "iq4_nl (g32, f16)"},
   };
 }
 

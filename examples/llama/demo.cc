@@ -49,6 +49,7 @@ const std::vector<VariantSpec>& DemoVariants() {
       {"fp4_bs64_dq", M::kRoundToNearest, Format::kFP4, 64, true},
       {"mxfp4", M::kRoundToNearest, Format::kMXFP4},
       {"nvfp4", M::kRoundToNearest, Format::kNVFP4},
+      {"iq4_nl", M::kRoundToNearest, Format::kIQ4NL},
       {"gptq_int4_g32", M::kGptq, Format::kInt4, 32},
       {"gptq_int4_g32_act_order", M::kGptq, Format::kInt4, 32, false, true},
       {"gptq_int4_asym_g32", M::kGptq, Format::kInt4Asym, 32},

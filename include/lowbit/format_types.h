@@ -24,8 +24,9 @@ enum class Format : uint8_t {
   kBlockwise8 = 11,     // bitsandbytes dynamic 8-bit map, flat blocks
   kMXFP4 = 12,          // OCP MXFP4: E2M1 elements, E8M0 scale per 32 along each row
   kNVFP4 = 13,          // NVIDIA NVFP4: E2M1 elements, E4M3 scale per 16, float32 tensor scale
+  kIQ4NL = 14,          // llama.cpp IQ4_NL: non-linear 16-entry grid, f16 scale per 32 along rows
 };
-inline constexpr int kNumFormats = 14;
+inline constexpr int kNumFormats = 15;
 
 // How statistics (scales, absmax, zero points) map onto elements.
 enum class Granularity : uint8_t {

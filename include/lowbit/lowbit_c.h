@@ -78,7 +78,8 @@ typedef enum lowbit_format {
   LOWBIT_FORMAT_FP8_E5M2 = 10,
   LOWBIT_FORMAT_BLOCKWISE8 = 11,
   LOWBIT_FORMAT_MXFP4 = 12, /* OCP MXFP4: E2M1, E8M0 scale per 32 along each row */
-  LOWBIT_FORMAT_NVFP4 = 13  /* NVFP4: E2M1, E4M3 scale per 16, float32 tensor scale */
+  LOWBIT_FORMAT_NVFP4 = 13, /* NVFP4: E2M1, E4M3 scale per 16, float32 tensor scale */
+  LOWBIT_FORMAT_IQ4_NL = 14 /* llama.cpp IQ4_NL: non-linear grid, f16 scale per 32 */
 } lowbit_format;
 
 /* Element types of dense buffers crossing the ABI (activations, dequantized weights). Numbered

@@ -168,8 +168,9 @@ QuantizedTensor Unpack(const BackendPacked& packed) {
 
 std::string Supports(Format format, BackendOp op, DType activation, const MatmulOptions& options) {
   if (static_cast<int>(format) >= kNumFormats) return "unknown format";
-  // The E2M1 formats have no device code yet (their CPU kernels are the tested path).
-  if (format == Format::kMXFP4 || format == Format::kNVFP4) {
+  // The formats appended after the CUDA kernels were written have no device path yet (their CPU
+  // kernels are the tested path).
+  if (format == Format::kMXFP4 || format == Format::kNVFP4 || format == Format::kIQ4NL) {
     return std::string(FormatName(format)) + " is not implemented on the cuda backend yet";
   }
   switch (op) {

@@ -143,11 +143,18 @@ std::vector<uint8_t> ReadBytes(const SafetensorsFile& file, const TensorInfo& t)
   return std::vector<uint8_t>(p, p + t.size);
 }
 
-// Statistics stored as f32, E8M0 bytes (decoded to 2^(e - 127); 0xFF -> NaN) or E4M3 codes,
+// Statistics stored as f32, f16, E8M0 bytes (decoded to 2^(e - 127); 0xFF -> NaN) or E4M3 codes,
 // as float32 (ValidateQuantizedTensor rejects NaN and values the type cannot hold).
 std::vector<float> ReadStatistics(const SafetensorsFile& file, const TensorInfo& t) {
   if (t.dtype == DType::kF32) return ReadF32(file, t);
   const std::vector<uint8_t> bytes = ReadBytes(file, t);
+  if (t.dtype == DType::kF16) {  // little-endian, two bytes each
+    std::vector<float> out(bytes.size() / 2);
+    for (size_t i = 0; i < out.size(); ++i) {
+      out[i] = F16ToF32(F16{static_cast<uint16_t>(bytes[2 * i] | bytes[2 * i + 1] << 8)});
+    }
+    return out;
+  }
   std::vector<float> out(bytes.size());
   for (size_t i = 0; i < bytes.size(); ++i) {
     out[i] = t.dtype == DType::kU8 ? E8M0ToFloat(bytes[i]) : FP8E4M3ToF32(bytes[i]);
@@ -501,6 +508,15 @@ Part U8Vector(std::string name, const std::vector<uint8_t>& v) {
 // ValidateQuantizedTensor checked).
 Part StatisticsPart(std::string name, DType dtype, const std::vector<float>& scales) {
   if (dtype == DType::kF32) return F32Vector(std::move(name), scales);
+  if (dtype == DType::kF16) {
+    std::string bytes(scales.size() * 2, '\0');
+    for (size_t i = 0; i < scales.size(); ++i) {
+      const uint16_t h = F32ToF16(scales[i]).bits;
+      bytes[2 * i] = static_cast<char>(h & 0xFF);
+      bytes[2 * i + 1] = static_cast<char>(h >> 8);
+    }
+    return Owned(std::move(name), dtype, {static_cast<int64_t>(scales.size())}, std::move(bytes));
+  }
   std::string bytes(scales.size(), '\0');
   for (size_t i = 0; i < scales.size(); ++i) {
     bytes[i] = static_cast<char>(dtype == DType::kU8 ? E8M0FromFloat(scales[i])

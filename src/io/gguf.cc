@@ -879,6 +879,7 @@ GgufConversion GgufConversionOf(uint32_t ggml_type) {
     case ggml::Type::kMXFP4:
       return {Format::kMXFP4, kGroup, true};  // the same E2M1 and E8M0 values
     case ggml::Type::kIQ4_NL:
+      return {Format::kIQ4NL, kGroup, true};  // the same grid and f16 d
     case ggml::Type::kNVFP4:
       return {Format::kNF4, kGroup, false};
     case ggml::Type::kQ8_0:
@@ -943,6 +944,14 @@ QuantizedTensor Q4_0ToInt4(const uint8_t* src, const Shape& shape, int64_t n) {
       [](int c) { return c; });
 }
 
+// iq4_nl -> lowbit iq4_nl: the same grid and f16 d (IQ4NLCodec), codes re-packed.
+QuantizedTensor Iq4NlToLowbit(const uint8_t* src, const Shape& shape, int64_t n) {
+  return Blocks4ToLowbit(
+      Format::kIQ4NL, src, shape, n, ggml::kIQ4_NLBytes, 2,
+      [](const uint8_t* blk) { return F16ToF32(F16{ggml::internal::LoadU16(blk)}); },
+      [](int c) { return c; });
+}
+
 // mxfp4 -> lowbit mxfp4: ggml's E2M1·2 integers times 2^(e - 128) equal E2M1 · 2^(e - 127), the
 // lowbit codec's value; ggml decodes code 8 as +0, so it becomes code 0 (lowbit's +0). ggml reads
 // e = 0xFF as 2^127·2; lowbit's E8M0 has no such value (NaN), so such a block is refused.
@@ -987,12 +996,13 @@ QuantizedTensor LoadGgufTensor(const GgufFile& file, const GgufTensorInfo& info,
     default:
       break;
   }
-  if (info.type == static_cast<uint32_t>(ggml::Type::kQ4_0) ||
-      info.type == static_cast<uint32_t>(ggml::Type::kMXFP4)) {
+  if (conv.exact) {  // q4_0, mxfp4, iq4_nl: blocks re-packed, not re-quantized
     try {
-      return info.type == static_cast<uint32_t>(ggml::Type::kQ4_0)
-                 ? Q4_0ToInt4(file.data(info), info.shape, n)
-                 : Mxfp4ToLowbit(file.data(info), info.shape, n);
+      switch (static_cast<ggml::Type>(info.type)) {
+        case ggml::Type::kQ4_0: return Q4_0ToInt4(file.data(info), info.shape, n);
+        case ggml::Type::kMXFP4: return Mxfp4ToLowbit(file.data(info), info.shape, n);
+        default: return Iq4NlToLowbit(file.data(info), info.shape, n);
+      }
     } catch (const Error& e) {
       if (e.status() != Status::kCorruptData) throw;
       throw Error(Status::kCorruptData, "tensor '" + info.name + "': " + e.message());

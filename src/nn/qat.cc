@@ -22,7 +22,7 @@ using ConstMapF = Eigen::Map<const RowMajorF>;
 
 // ---- Representable ranges ---------------------------------------------------------------------
 
-enum class RangeFamily { kDense, kIntegerGrid, kFp8, kCodebook };
+enum class RangeFamily { kDense, kIntegerGrid, kFp8, kCodebook, kTableGrid };
 
 struct RangeRule {
   RangeFamily family = RangeFamily::kDense;
@@ -33,6 +33,9 @@ struct RangeRule {
   bool zero_point = false;
   // kFp8: |x / s| below this rounds; at or above it the conversion saturates.
   float fp8_limit = 0;
+  // kTableGrid (a fixed grid of code values times a scale, nearest-value rounding): inside iff
+  // table_lo < x / s < table_hi, half a grid step beyond the extreme values.
+  float table_lo = 0, table_hi = 0;
 };
 
 // max + ½ ulp(max) of an FP8 type with `man_bits` mantissa bits: the first magnitude that would
@@ -81,6 +84,15 @@ RangeRule RuleFor(Format format) {
       r.family = RangeFamily::kFp8;
       r.fp8_limit = Fp8SaturationLimit(LOWBIT_FP8_E5M2_MAX, LOWBIT_FP8_E5M2_MAN_BITS);
       return r;
+    case Format::kIQ4NL: {
+      float v[16];
+      std::copy(info.code_values, info.code_values + 16, v);
+      std::sort(v, v + 16);
+      r.family = RangeFamily::kTableGrid;
+      r.table_lo = v[0] - (v[1] - v[0]) / 2;
+      r.table_hi = v[15] + (v[15] - v[14]) / 2;
+      return r;
+    }
     case Format::kMXFP4:
     case Format::kNVFP4:
       // E2M1 elements: saturating like FP8, with 1 mantissa bit (6 + ½ ulp(6) = 7), on x over
@@ -239,6 +251,17 @@ std::vector<uint8_t> InRepresentableRange(const QuantizedTensor& q, const ConstT
         }
         // y = x / scale, as the FP8 and E2M1 codecs encode.
         inside[i] = std::fabs(xf[i] / scale) < rule.fp8_limit;
+      }
+      break;
+    case RangeFamily::kTableGrid:
+      for (int64_t i = 0; i < n; ++i) {
+        const float scale = s.scales[static_cast<size_t>(s.ScaleIndex(i))];
+        if (scale == 0.0f) {
+          inside[i] = xf[i] == 0.0f;
+          continue;
+        }
+        const float y = xf[i] / scale;  // as IQ4NLCodec::Encode
+        inside[i] = y > rule.table_lo && y < rule.table_hi;
       }
       break;
   }

@@ -10,6 +10,7 @@
 #include "lowbit/codecs/dense.h"
 #include "lowbit/codecs/fp8.h"
 #include "lowbit/codecs/integer.h"
+#include "lowbit/codecs/iq4nl.h"
 #include "lowbit/codecs/microscaling.h"
 
 namespace lowbit {
@@ -21,7 +22,7 @@ struct CodecList {
 };
 using AllCodecs = CodecList<F32Codec, F16Codec, BF16Codec, Int8Codec, Int8AsymCodec, Int4Codec,
                             Int4AsymCodec, NF4Codec, FP4Codec, FP8E4M3Codec, FP8E5M2Codec,
-                            Blockwise8Codec, MXFP4Codec, NVFP4Codec>;
+                            Blockwise8Codec, MXFP4Codec, NVFP4Codec, IQ4NLCodec>;
 static_assert(AllCodecs::kSize == kNumFormats, "one codec per Format value");
 
 namespace codecs_internal {

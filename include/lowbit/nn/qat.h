@@ -25,6 +25,8 @@
 //                              the conversion rounds, above it saturates.
 //     mxfp4, nvfp4             the same rule for E2M1 elements: |x/s| < 6 + ½·ulp(6) = 7, s the
 //                              element scale f32(scale · tensor_scale).
+//     iq4_nl                   inside iff -138.5 < x/d < 125: half a grid step beyond its
+//                              extreme values -127 and 113.
 //     nf4, fp4, blockwise8     inside iff min(codebook)·a ≤ x ≤ max(codebook)·a (float32 products,
 //                              as the dequantizer forms them): a codebook has no grid step beyond
 //                              its last entry, so its range ends at the extreme entries.
