@@ -31,7 +31,8 @@ STATUS_NAMES = ["ok", "invalid_argument", "invalid_state", "unsupported_format",
                 "corrupt_data", "backend_error", "internal"]
 # lowbit_format values.
 FORMATS = {"f32": 0, "f16": 1, "bf16": 2, "int8": 3, "int8_asym": 4, "int4": 5, "int4_asym": 6,
-           "nf4": 7, "fp4": 8, "fp8_e4m3": 9, "fp8_e5m2": 10, "blockwise8": 11}
+           "nf4": 7, "fp4": 8, "fp8_e4m3": 9, "fp8_e5m2": 10, "blockwise8": 11, "mxfp4": 12,
+           "nvfp4": 13, "iq4_nl": 14}
 DTYPE_F32 = 0
 MAX_DIMS = 8
 
