@@ -55,17 +55,6 @@ std::string ErrorCell(double rel_l2) {
   return rel_l2 == 0 ? std::string("exact") : Fmt("%.3e", rel_l2);
 }
 
-// Converts [begin, end) elements of an unaligned f32/f16/bf16 buffer to float32.
-void ConvertRange(const uint8_t* src, DType dtype, int64_t begin, int64_t end, float* dst) {
-  const size_t esize = DTypeSize(dtype);
-  constexpr int64_t kStage = 4096;
-  alignas(8) uint8_t stage[kStage * 4];
-  for (int64_t i = begin; i < end; i += kStage) {
-    const int64_t len = std::min(kStage, end - i);
-    std::memcpy(stage, src + static_cast<size_t>(i) * esize, static_cast<size_t>(len) * esize);
-    ToF32(stage, dtype, len, dst + (i - begin));
-  }
-}
 
 // Float tensors of a safetensors or GGUF file, by name (the `original` of `lowbit error`).
 class FloatSource {

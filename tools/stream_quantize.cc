@@ -20,7 +20,8 @@ namespace {
 constexpr int64_t kChunkElements = int64_t{1} << 20;
 constexpr uint64_t kCopyChunkBytes = uint64_t{16} << 20;
 
-// Converts elements [begin, end) of a (possibly unaligned) f32/f16/bf16 buffer to float32.
+}  // namespace
+
 void ConvertRange(const uint8_t* src, DType dtype, int64_t begin, int64_t end, float* dst) {
   const size_t esize = DTypeSize(dtype);
   // Bounded staging buffer: the source may be unaligned, so copy bytes before reinterpreting.
@@ -32,8 +33,6 @@ void ConvertRange(const uint8_t* src, DType dtype, int64_t begin, int64_t end, f
     ToF32(stage, dtype, len, dst + (i - begin));
   }
 }
-
-}  // namespace
 
 void ReleaseMappedPages(const void* data, uint64_t bytes) {
   if (bytes == 0) return;

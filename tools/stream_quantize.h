@@ -10,6 +10,10 @@
 
 namespace lowbit::cli {
 
+// Converts elements [begin, end) of a (possibly unaligned) f32/f16/bf16 buffer to float32,
+// through a bounded stack staging buffer.
+void ConvertRange(const uint8_t* src, DType dtype, int64_t begin, int64_t end, float* dst);
+
 // Quantizes tensor `info` (f32/f16/bf16) of the memory-mapped `file` to `format`.
 //
 // The tensor is cut into chunks of whole statistic groups (flat blocks for nf4/fp4/blockwise8,
