@@ -20,7 +20,7 @@ void Put(std::FILE* f, const T& v) {
 template <class T>
 void PutVector(std::FILE* f, const std::vector<T>& v) {
   Put<uint64_t>(f, v.size());
-  std::fwrite(v.data(), sizeof(T), v.size(), f);
+  if (!v.empty()) std::fwrite(v.data(), sizeof(T), v.size(), f);  // an empty vector's data() may be null
 }
 
 }  // namespace

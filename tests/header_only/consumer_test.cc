@@ -19,7 +19,7 @@ bool GetVector(std::FILE* f, std::vector<T>* v) {
   uint64_t n = 0;
   if (!Get(f, &n) || n > (uint64_t{1} << 24)) return false;
   v->resize(static_cast<size_t>(n));
-  return std::fread(v->data(), sizeof(T), v->size(), f) == v->size();
+  return v->empty() || std::fread(v->data(), sizeof(T), v->size(), f) == v->size();
 }
 
 // What an engine's kernel would do: element i's statistic from the geometry, its code from
