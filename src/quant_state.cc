@@ -38,14 +38,13 @@ std::string FirstNonFinite(const std::vector<float>& v) {
   return "";
 }
 // Statistics stored in a narrow type (mxfp4: E8M0 powers of two; nvfp4: E4M3 values >= 0;
-// iq4_nl: f16) must
-// be exact values of it, so files and kernels see the same numbers.
+// iq4_nl: f16) must be exact values of it, so files and kernels see the same numbers.
 void RequireStatisticsRepresentable(const FormatInfo& info, const std::vector<float>& scales,
                                     Status status, const std::string& where) {
-  if (info.statistic_dtype == DType::kF32) return;
+  const DType t = info.statistic_dtype;
+  if (t == DType::kF32) return;
   for (size_t i = 0; i < scales.size(); ++i) {
     const float v = scales[i];
-    const DType t = info.statistic_dtype;
     const bool ok = t == DType::kU8     ? E8M0FromFloat(v) >= 0
                     : t == DType::kF16 ? F16ToF32(F32ToF16(v)) == v
                                        : (v >= 0.0f && FP8E4M3ToF32(F32ToFP8E4M3(v)) == v);
